@@ -1,0 +1,1 @@
+"""Backup planning: pure decisions about which endpoints to read and how (no I/O)."""

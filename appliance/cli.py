@@ -1,0 +1,127 @@
+"""The one console script, `strongroom`.
+
+Thin by design: parse arguments, build settings, call a use case, print. Data goes to stdout
+(`--json` on every read command, with a `schema_version`); diagnostics go to stderr. Exit codes
+come only from `appliance.errors`. Command groups that live outside `appliance` (the sandbox,
+the TUI) plug in through the `strongroom.commands` entry-point group, so this package never
+imports them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from appliance import __version__, logs
+from appliance import settings as settings_module
+from appliance.errors import ExitCode, StrongroomError, exit_code_for
+
+log = logging.getLogger(__name__)
+JSON_SCHEMA_VERSION = 1
+
+app = typer.Typer(
+    name="strongroom",
+    help="Backup and restore appliance for Xero organisations.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class CliState:
+    """What the global options decided; commands read it from `ctx.obj`."""
+
+    def __init__(self, config: Path | None, verbose: int, quiet: bool) -> None:
+        self.config = config
+        self.verbose = verbose
+        self.quiet = quiet
+        self._settings: settings_module.Settings | None = None
+
+    def settings(self, **overrides: Any) -> settings_module.Settings:
+        if self._settings is None or overrides:
+            self._settings = settings_module.load(settings_module.config_path(self.config), **overrides)
+        return self._settings
+
+
+def print_json(data: Any) -> None:
+    """Write one JSON document to stdout, stamped with the schema version."""
+    if isinstance(data, dict):
+        data = {"schema_version": JSON_SCHEMA_VERSION, **data}
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Settings file (default: $STRONGROOM_CONFIG).")
+    ] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
+) -> None:
+    logs.setup(verbose, quiet=quiet)
+    ctx.obj = CliState(config, verbose, quiet)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+
+
+@app.command()
+def version(
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Print Strongroom's version."""
+    if json_output:
+        print_json({"version": __version__})
+    else:
+        typer.echo(f"strongroom {__version__}")
+
+
+def _load_plugins() -> None:
+    for entry in entry_points(group="strongroom.commands"):
+        try:
+            plugin = entry.load()
+        except ImportError as error:  # a plugin that cannot import must not break the core CLI
+            log.debug("command group %s unavailable: %s", entry.name, error)
+            continue
+        if isinstance(plugin, typer.Typer):
+            app.add_typer(plugin, name=entry.name)
+        elif callable(plugin):
+            plugin(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return the process exit code (never raises)."""
+    _load_plugins()
+    try:
+        app(args=argv, standalone_mode=False)
+    except StrongroomError as error:
+        typer.secho(f"error: {error.message}", err=True, fg=typer.colors.RED)
+        if error.hint:
+            typer.echo(f"hint: {error.hint}", err=True)
+        return int(error.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return int(ExitCode.INTERRUPTED)
+    except SystemExit as exit_:
+        return int(exit_.code or 0) if isinstance(exit_.code, int) else int(ExitCode.FAILURE)
+    except Exception as error:  # click's usage errors and anything unexpected
+        import click
+
+        if isinstance(error, click.exceptions.Abort):
+            return int(ExitCode.INTERRUPTED)
+        if isinstance(error, click.ClickException):
+            error.show()
+            return int(ExitCode.USAGE)
+        log.exception("unexpected error")
+        return int(exit_code_for(error))
+    return int(ExitCode.OK)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Settings: pydantic-settings models, one docstring per field.
+
+Sources, highest priority first: keyword arguments, `STRONGROOM_*` environment variables
+(nested with `__`, e.g. `STRONGROOM_XERO__API_URL`), the TOML file, defaults. Secrets are never
+values in the file: they name a file or a systemd credential (`LoadCredential=`), read when used.
+A `Settings` object is built once at the edge (CLI, daemon) and passed in; nothing reads it
+from a global.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from appliance.errors import ConfigError, SecretsError
+
+DEFAULT_CONFIG = Path("/etc/strongroom/strongroom.toml")
+
+# Granular read scopes for apps created on or after 2 March 2026, from
+# https://developer.xero.com/faq/granular-scopes (see shared/research/xero-api.md §5.2).
+READ_SCOPES_GRANULAR = [
+    "offline_access",
+    "openid",
+    "profile",
+    "email",
+    "accounting.settings.read",
+    "accounting.contacts.read",
+    "accounting.invoices.read",
+    "accounting.payments.read",
+    "accounting.banktransactions.read",
+    "accounting.manualjournals.read",
+    "accounting.attachments.read",
+    "accounting.budgets.read",
+    "accounting.reports.aged.read",
+    "accounting.reports.balancesheet.read",
+    "accounting.reports.profitandloss.read",
+    "accounting.reports.trialbalance.read",
+    "accounting.reports.banksummary.read",
+]
+# Broad scopes for apps created before 2 March 2026 (valid until September 2027).
+READ_SCOPES_BROAD = [
+    "offline_access",
+    "openid",
+    "profile",
+    "email",
+    "accounting.transactions.read",
+    "accounting.reports.read",
+    "accounting.settings.read",
+    "accounting.contacts.read",
+    "accounting.attachments.read",
+    "accounting.budgets.read",
+]
+
+_toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_path", default=None)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SecretRef(_Model):
+    """Where a secret lives. Exactly one of `file` or `credential` is set."""
+
+    file: Path | None = None
+    """A file holding the secret (mode 0600 or stricter)."""
+    credential: str | None = None
+    """A systemd credential name, read from `$CREDENTIALS_DIRECTORY/<name>`."""
+
+    def read(self) -> str:
+        if self.credential:
+            directory = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not directory:
+                raise SecretsError(
+                    f"credential {self.credential!r} is configured but CREDENTIALS_DIRECTORY is not set",
+                    hint="run under systemd with LoadCredential=, or use `file =` instead",
+                )
+            path = Path(directory) / self.credential
+        elif self.file:
+            path = self.file
+        else:
+            raise SecretsError("a secret reference names neither a file nor a credential")
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise SecretsError(f"cannot read secret from {path}: {error.strerror}") from error
+
+
+class XeroHosts(_Model):
+    """Xero's three hosts; override all three to point at the sandbox or another compatible server."""
+
+    login_url: str = "https://login.xero.com"
+    """Where people consent (`/identity/connect/authorize`)."""
+    identity_url: str = "https://identity.xero.com"
+    """Token and revocation endpoints (`/connect/token`, `/connect/revocation`)."""
+    api_url: str = "https://api.xero.com"
+    """Connections (`/connections`) and the Accounting API (`/api.xro/2.0`)."""
+
+
+XeroTier = Literal["starter", "core", "plus", "advanced", "enterprise"]
+
+
+class XeroApp(_Model):
+    """A Xero app the firm registered at developer.xero.com."""
+
+    name: str = "default"
+    """A short name used on the command line (`--app`)."""
+    client_id: str
+    """The app's client id (not a secret)."""
+    client_secret: SecretRef | None = None
+    """Where the client secret lives; none for a PKCE-only app."""
+    redirect_uri: str = "http://localhost:8765/callback"
+    """Must be registered on the app exactly; Xero accepts http only for localhost."""
+    scopes: list[str] = Field(default_factory=lambda: list(READ_SCOPES_GRANULAR))
+    """Scopes to request; granular for apps made on or after 2 March 2026."""
+    tier: XeroTier = "starter"
+    """The app's Xero pricing tier: sets the per-tenant day budget and connection cap."""
+
+
+class RateLimits(_Model):
+    """Xero's documented limits (developer.xero.com/documentation/guides/oauth2/limits)."""
+
+    tenant_concurrent: int = 5
+    """Calls in flight per tenant."""
+    tenant_per_minute: int = 60
+    """Calls per tenant per minute."""
+    tenant_per_day: int | None = None
+    """Calls per tenant per day; default from the app tier (1,000 Starter, else 5,000)."""
+    app_per_minute: int = 10_000
+    """Calls per app per minute across all tenants."""
+    max_retries: int = 6
+    """Retries for 5xx, timeouts and dropped connections before giving up."""
+
+
+class RetentionPolicy(_Model):
+    """How many backup points to keep (restic `forget --keep-*`)."""
+
+    daily: int = 7
+    weekly: int = 4
+    monthly: int = 12
+    yearly: int = 7
+
+
+class BackupSettings(_Model):
+    page_size: int = 1000
+    """Records per page on paged endpoints (Xero's maximum)."""
+    full_sweep_days: int = 7
+    """Days between full reads that catch hard deletions and silent changes."""
+    overlap_seconds: int = 300
+    """How far before the watermark incremental reads start (If-Modified-Since is second-granular)."""
+    capture_reports: bool = True
+    """Store Xero's own trial balance, P&L, balance sheet and aged reports with every point."""
+
+
+class Settings(BaseSettings):
+    """Everything Strongroom can be told. Built once at the edge and passed in."""
+
+    model_config = SettingsConfigDict(env_prefix="STRONGROOM_", env_nested_delimiter="__", extra="forbid")
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY") or Path.home() / ".local/share/strongroom")
+    )
+    """State database, keys, repositories and mirrors (systemd: StateDirectory)."""
+    cache_dir: Path | None = None
+    """Opened points and restic caches; default `<data_dir>/cache` (systemd: CacheDirectory)."""
+    restic_binary: str = "restic"
+    """The restic executable (0.14 or newer)."""
+    xero: XeroHosts = Field(default_factory=XeroHosts)
+    apps: list[XeroApp] = Field(default_factory=list)
+    """Registered Xero apps; several allowed, since each tier caps its connections."""
+    limits: RateLimits = Field(default_factory=RateLimits)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
+    retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _toml_path.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def effective_cache_dir(self) -> Path:
+        if self.cache_dir:
+            return self.cache_dir
+        env = os.environ.get("CACHE_DIRECTORY")
+        return Path(env) if env else self.data_dir / "cache"
+
+    def app(self, name: str | None = None) -> XeroApp:
+        if not self.apps:
+            raise ConfigError("no Xero app is configured", hint="add an [[apps]] table to the settings file")
+        if name is None:
+            return self.apps[0]
+        for app in self.apps:
+            if app.name == name:
+                return app
+        raise ConfigError(f"no Xero app named {name!r}", hint="see `[[apps]]` in the settings file")
+
+
+def config_path(explicit: Path | None = None) -> Path | None:
+    """The settings file to read: `--config`, `$STRONGROOM_CONFIG`, or /etc/strongroom if present."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("STRONGROOM_CONFIG")
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def load(path: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from the file at `path` (if any), the environment and `overrides`."""
+    from pydantic import ValidationError
+
+    if path is not None and not path.exists():
+        raise ConfigError(f"settings file {path} does not exist")
+    token = _toml_path.set(path)
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from error
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot read settings file {path}: {error}") from error
+    finally:
+        _toml_path.reset(token)

@@ -1,0 +1,1 @@
+"""Pure argv builders for restic subcommands (no I/O)."""

@@ -1,0 +1,1 @@
+"""Retention policy: pure decisions about which points to keep (no I/O)."""

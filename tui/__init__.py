@@ -1,0 +1,1 @@
+"""The Textual terminal UI. It calls use cases in `appliance`, never its adapters."""
