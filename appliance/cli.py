@@ -82,6 +82,57 @@ def version(
         typer.echo(f"strongroom {__version__}")
 
 
+# --- config: the settings file ----------------------------------------------------------------
+
+config_app = typer.Typer(help="The settings file: check one, or print the commented example.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(
+    ctx: typer.Context,
+    file: Annotated[
+        Path | None, typer.Argument(help="Settings file (default: --config, $STRONGROOM_CONFIG or /etc).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Validate a settings file; problems are printed as FILE:LINE:COLUMN: MESSAGE (exit 2)."""
+    from appliance import config_file
+    from appliance.errors import ConfigError
+
+    state: CliState = ctx.obj
+    path = file or settings_module.config_path(state.config)
+    if path is None:
+        raise ConfigError("no settings file to check", hint="name one: `strongroom config check FILE`")
+    problems = config_file.check(path)
+    if json_output:
+        print_json({"file": str(path), "ok": not problems, "problems": [vars(p) for p in problems]})
+    else:
+        for problem in problems:
+            typer.echo(f"{path}:{problem.line}:{problem.column}: {problem.message}")
+    if problems:
+        raise ConfigError(f"{path}: {len(problems)} problem{'s' if len(problems) > 1 else ''}")
+    if not json_output and not state.quiet:
+        typer.echo(f"{path}: ok", err=True)
+
+
+@config_app.command("example")
+def config_example() -> None:
+    """Print the example settings file: every setting, commented, with its default."""
+    from appliance import config_file
+
+    sys.stdout.write(config_file.render_example())
+
+
+def _register_core() -> None:
+    from appliance import commands
+
+    commands.register(app)
+
+
+_register_core()
+
+
 def _load_plugins() -> None:
     for entry in entry_points(group="strongroom.commands"):
         try:

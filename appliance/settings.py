@@ -60,15 +60,16 @@ _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_p
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Attribute docstrings become field descriptions: `config/strongroom.example.toml` is generated from them.
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 class SecretRef(_Model):
     """Where a secret lives. Exactly one of `file` or `credential` is set."""
 
-    file: Path | None = None
+    file: Path | None = Field(default=None, examples=["/etc/strongroom/keys/xero-client-secret"])
     """A file holding the secret (mode 0600 or stricter)."""
-    credential: str | None = None
+    credential: str | None = Field(default=None, examples=["xero-client-secret"])
     """A systemd credential name, read from `$CREDENTIALS_DIRECTORY/<name>`."""
 
     def read(self) -> str:
@@ -109,7 +110,7 @@ class XeroApp(_Model):
 
     name: str = "default"
     """A short name used on the command line (`--app`)."""
-    client_id: str
+    client_id: str = Field(examples=["YOUR-XERO-CLIENT-ID"])
     """The app's client id (not a secret)."""
     client_secret: SecretRef | None = None
     """Where the client secret lives; none for a PKCE-only app."""
@@ -128,7 +129,7 @@ class RateLimits(_Model):
     """Calls in flight per tenant."""
     tenant_per_minute: int = 60
     """Calls per tenant per minute."""
-    tenant_per_day: int | None = None
+    tenant_per_day: int | None = Field(default=None, examples=[5000])
     """Calls per tenant per day; default from the app tier (1,000 Starter, else 5,000)."""
     app_per_minute: int = 10_000
     """Calls per app per minute across all tenants."""
@@ -140,12 +141,18 @@ class RetentionPolicy(_Model):
     """How many backup points to keep (restic `forget --keep-*`)."""
 
     daily: int = 7
+    """Keep the newest point of each of the last this many days."""
     weekly: int = 4
+    """Keep the newest point of each of the last this many weeks."""
     monthly: int = 12
+    """Keep the newest point of each of the last this many months."""
     yearly: int = 7
+    """Keep the newest point of each of the last this many years."""
 
 
 class BackupSettings(_Model):
+    """How a backup reads Xero."""
+
     page_size: int = 1000
     """Records per page on paged endpoints (Xero's maximum)."""
     full_sweep_days: int = 7
@@ -154,18 +161,26 @@ class BackupSettings(_Model):
     """How far before the watermark incremental reads start (If-Modified-Since is second-granular)."""
     capture_reports: bool = True
     """Store Xero's own trial balance, P&L, balance sheet and aged reports with every point."""
+    parallel_organisations: int = 4
+    """Organisations backed up at once by one process (each is still held to its own tenant limits)."""
+    aged_report_contacts: int = 25
+    """Aged receivables/payables cost one call per contact: capture them for this many contacts owing most."""
 
 
 class Settings(BaseSettings):
     """Everything Strongroom can be told. Built once at the edge and passed in."""
 
-    model_config = SettingsConfigDict(env_prefix="STRONGROOM_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="STRONGROOM_", env_nested_delimiter="__", extra="forbid", use_attribute_docstrings=True
+    )
 
     data_dir: Path = Field(
-        default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY") or Path.home() / ".local/share/strongroom")
+        default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY") or Path.home() / ".local/share/strongroom"),
+        examples=["/var/lib/strongroom"],
     )
-    """State database, keys, repositories and mirrors (systemd: StateDirectory)."""
-    cache_dir: Path | None = None
+    """State database, keys, repositories and mirrors; default `$STATE_DIRECTORY` (systemd: StateDirectory),
+    else `~/.local/share/strongroom`."""
+    cache_dir: Path | None = Field(default=None, examples=["/var/cache/strongroom"])
     """Opened points and restic caches; default `<data_dir>/cache` (systemd: CacheDirectory)."""
     restic_binary: str = "restic"
     """The restic executable (0.14 or newer)."""
