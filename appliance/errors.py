@@ -169,6 +169,9 @@ class WrongPassword(VaultError):
 class IncompleteSnapshot(VaultError):
     """restic could not read some source files (exit 3): the point is not trusted."""
 
+    snapshot_id: str | None = None
+    """The snapshot restic created anyway, when known (set by the vault so the caller can forget it)."""
+
 
 class ResticFailed(VaultError):
     """Any other restic failure."""
