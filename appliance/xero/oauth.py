@@ -19,6 +19,7 @@ import hmac
 import html
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +28,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 from authlib.common.security import generate_token
 from authlib.integrations.base_client import OAuthError
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+with warnings.catch_warnings():
+    # authlib 1.9 warns that its httpx integration will move to httpx2 ("please use httpx2 instead"); it still
+    # works with httpx, which the rest of Strongroom uses. Revisit when authlib drops the httpx fallback.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from appliance import logs
 from appliance.errors import ConsentRequired, XeroAuthError, XeroError, XeroUnavailable
