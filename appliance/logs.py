@@ -38,7 +38,7 @@ def register_secret(value: str | None) -> None:
 
 def mask(text: str) -> str:
     """Return `text` with every known secret and token-looking value replaced by ***."""
-    for secret in _secrets:
+    for secret in tuple(_secrets):
         if secret in text:
             text = text.replace(secret, MASK)
     for pattern in _PATTERNS:
