@@ -40,6 +40,7 @@ from appliance.errors import (
     DayBudgetExhausted,
     Interrupted,
     OrganisationLocked,
+    RepositoryMissing,
     StrongroomError,
     XeroRejected,
 )
@@ -412,14 +413,19 @@ class BackupEngine:
         snapshot_time = self.clock()
 
         def snapshot() -> Any:
-            if not repository.exists():
+            def take() -> Any:
+                return repository.backup(
+                    current,
+                    host=host_for(org.org_id),
+                    tags=["strongroom", f"org:{org.org_id}", f"run:{run.run_id}", f"mode:{plan.mode}"],
+                    cancel=cancel,
+                )
+
+            try:
+                return take()
+            except RepositoryMissing:  # the first point of this organisation (cheaper than asking every run)
                 repository.init()
-            return repository.backup(
-                current,
-                host=host_for(org.org_id),
-                tags=["strongroom", f"org:{org.org_id}", f"run:{run.run_id}", f"mode:{plan.mode}"],
-                cancel=cancel,
-            )
+                return take()
 
         summary = await asyncio.to_thread(snapshot)
         outcome.snapshot_id = summary.snapshot_id
