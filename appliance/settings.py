@@ -163,7 +163,7 @@ class BackupSettings(_Model):
     """Store Xero's own trial balance, P&L, balance sheet and aged reports with every point."""
     parallel_organisations: int = 4
     """Organisations backed up at once by one process (each is still held to its own tenant limits)."""
-    aged_report_contacts: int = 25
+    aged_report_contacts: int = 10
     """Aged receivables/payables cost one call per contact: capture them for this many contacts owing most."""
 
 
