@@ -403,9 +403,14 @@ class OrgBuilder:
         return [c for c in codes if c in self.accounts and self.accounts[c]["Status"] == "ACTIVE"]
 
     # -- documents with line items ------------------------------------------------------
-    def line_items(self, purpose: str, line_amount_types: str, *, count: int | None = None) -> list[dict[str, Any]]:
+    def line_items(
+        self, purpose: str, line_amount_types: str, *, count: int | None = None, unit_dp: int = 4
+    ) -> list[dict[str, Any]]:
         """Line items for sales (`purpose="sales"`) or purchases, with tax worked out per line as Xero does:
-        exclusive lines add tax on top; inclusive lines carry it inside LineAmount; NoTax lines have none."""
+        exclusive lines add tax on top; inclusive lines carry it inside LineAmount; NoTax lines have none.
+
+        `unit_dp=2` for the types whose GET has no `unitdp` parameter (Quotes, PurchaseOrders,
+        RepeatingInvoices in the SPEC): the API can only ever show them at 2 dp, so that is what they hold."""
         rng = self.rng
         p = self.profile
         lines = []
@@ -430,6 +435,7 @@ class OrgBuilder:
                 tax_type = p.purchases_tax if rng.random() < 0.85 else p.exempt_purchases_tax
                 description = rng.choice(_PURCHASE_DESCRIPTIONS)
                 unit = round(rng.uniform(5, 1800), rng.choice((2, 2, 4)))
+            unit = round(unit, unit_dp)
             if line_amount_types == "NoTax":
                 tax_type = p.none_tax
             quantity = rng.choice((1.0, 1.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 12.0))
@@ -1190,7 +1196,7 @@ class OrgBuilder:
         rng = self.rng
         contact = rng.choice(self.suppliers)
         lat = "Exclusive"
-        items = self.line_items("purchases", lat)
+        items = self.line_items("purchases", lat, unit_dp=2)
         sub, tax, total = self.totals(items, lat)
         date = day_start(at_ms)
         delivery = date + rng.choice((3, 7, 14)) * DAY_MS
@@ -1233,7 +1239,7 @@ class OrgBuilder:
     def create_quote(self, at_ms: int, status: str) -> dict[str, Any]:
         rng = self.rng
         contact = rng.choice(self.customers)
-        items = self.line_items("sales", "Exclusive")
+        items = self.line_items("sales", "Exclusive", unit_dp=2)
         sub, tax, total = self.totals(items, "Exclusive")
         date = day_start(at_ms)
         expiry = date + 30 * DAY_MS
@@ -1893,7 +1899,7 @@ class _History:
             kind = "ACCREC" if index % 4 else "ACCPAY"
             contact = rng.choice(b.customers if kind == "ACCREC" else b.suppliers)
             lat = "Exclusive"
-            items = b.line_items("sales" if kind == "ACCREC" else "purchases", lat, count=1)
+            items = b.line_items("sales" if kind == "ACCREC" else "purchases", lat, count=1, unit_dp=2)
             sub, tax, total = b.totals(items, lat)
             start = day + rng.randrange(0, 28) * DAY_MS
             status = "AUTHORISED" if index % 7 else "DRAFT"

@@ -333,6 +333,7 @@ class BackupEngine:
             self._update_details(org, organisation)
 
             pending = [read for read in plan.reads if read.endpoint.name not in done]
+            resuming = "resume_at" in checkpoint
             budget_error: DayBudgetExhausted | None = None
             semaphore = asyncio.Semaphore(ENDPOINT_CONCURRENCY)
             finished = len(plan.reads) - len(pending)
@@ -346,7 +347,14 @@ class BackupEngine:
                     _check_cancel(cancel)
                     try:
                         result = await self._read_endpoint(
-                            client, org, read, writer, previous if has_previous else None, progress
+                            client,
+                            org,
+                            read,
+                            writer,
+                            previous if has_previous else None,
+                            # A paused run committed this endpoint's records but maybe not its attachments:
+                            # on resume, list the attachments of every record that has them.
+                            trust_previous=not resuming,
                         )
                         downloaded = await self._attachments(
                             client, org, read.endpoint, result, writer, previous if has_previous else None
@@ -474,12 +482,17 @@ class BackupEngine:
         read: EndpointRead,
         writer: MirrorWriter,
         previous: Mirror | None,
-        progress: ProgressCallback,
+        *,
+        trust_previous: bool = True,
     ) -> _Read:
         endpoint = read.endpoint
         result = _Read()
         id_field = endpoint.id_field or ""
-        old_lines = _line_hashes(previous, endpoint.name) if previous is not None and endpoint.attachments else {}
+        old_lines: dict[str, str] = {}
+        if previous is not None and endpoint.attachments:
+            old_lines = _line_hashes(previous, endpoint.name)
+            if not trust_previous:
+                old_lines = {record_id: "" for record_id in old_lines}  # known ids, but every record "changed"
         seen: set[str] = set()
         unpaged_records: list[dict[str, Any]] = []
         async for page in client.iter_records(

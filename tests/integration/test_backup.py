@@ -206,15 +206,37 @@ def test_revoked_connection_marks_consent_needed_without_losing_points(tmp_path:
         assert len(inst.appliance.points(inst.tenant_id)) == 1
 
 
-def test_faults_and_429_storms_are_survived(tmp_path: Path) -> None:
+def test_faults_and_concurrency_429s_are_survived(tmp_path: Path) -> None:
     with make_installation(tmp_path, seed=10) as inst:
         inst.sandbox.set_faults("seed=5,500=0.04,503=0.02,504=0.02,drop=0.03,truncate=0.03")
-        inst.sandbox.set_limits(minute=20, concurrent=2)
-        inst.settings.limits.tenant_per_minute = 60  # the client believes Xero's numbers; the server says less
+        inst.sandbox.set_limits(concurrent=2)  # the client allows itself Xero's 5: the server says 429
         (outcome,) = asyncio.run(inst.appliance.backup(full=True))
         assert outcome.status == "succeeded", outcome
         inst.sandbox.set_faults()
         assert_matches_truth(Mirror(inst.appliance.mirror_path(inst.tenant_id)), inst.sandbox.truth(inst.tenant_id))
+
+
+def test_minute_429_storm_waits_retry_after(tmp_path: Path) -> None:
+    with make_installation(tmp_path, seed=14) as inst:
+        (first,) = asyncio.run(inst.appliance.backup(full=True))
+        assert first.status == "succeeded"
+        inst.sandbox.advance(1)
+        # The server allows 20 calls a minute; the client believes it has 1,000: a storm of minute 429s whose
+        # Retry-After the client must honour, then the run completes.
+        inst.sandbox.set_limits(minute=20)
+        (second,) = asyncio.run(inst.appliance.backup())
+        assert second.status == "succeeded", second
+        usage = inst.sandbox.usage()
+        rejected = sum(int(t.get("rejected_429", 0)) for t in _usage_rows(usage))
+        assert rejected > 0
+        assert_incremental_matches_truth(Mirror(inst.appliance.mirror_path(inst.tenant_id)), inst)
+
+
+def _usage_rows(usage: Any) -> list[dict[str, Any]]:
+    if isinstance(usage, dict):
+        rows = usage.get("tenants", usage)
+        return list(rows.values()) if isinstance(rows, dict) else list(rows)
+    return list(usage)
 
 
 def test_day_limit_exhausted_pauses_then_resumes(tmp_path: Path) -> None:
