@@ -1,7 +1,8 @@
 """The sandbox's admin API under `/_sandbox/...`: outside Xero's paths, for tests, the demo and the CLI.
 
 This module owns the admin endpoints: time (`advance`, identity clock skew), ground truth, usage,
-organisations, reset, faults, tiers, limits, token lifetimes and consent mode. There is no
+organisations, reset, faults, tiers, limits, token lifetimes, consent mode, lock dates and damage
+scenarios. There is no
 authentication: it answers loopback clients only (it is a local test tool, never exposed).
 
 It must not implement what it configures: data changes go to `sandbox.generate`/`sandbox.churn`,
@@ -10,6 +11,7 @@ limits to `sandbox.limits`, faults to `sandbox.faults`, apps and tokens to `sand
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import json
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from starlette.routing import Route
 
 from sandbox import identity, limits
 from sandbox.faults import FaultSpec
+from sandbox.store import ms_date
 
 if TYPE_CHECKING:
     from sandbox.app import Runtime
@@ -243,6 +246,45 @@ def consent(runtime: Runtime, body: dict[str, Any], request: Request) -> dict[st
     return {"auto": runtime.auto_consent()}
 
 
+def damage(runtime: Runtime, body: dict[str, Any], request: Request) -> dict[str, Any]:
+    """`{"kind": "onboarding", "tenant": ID, ...options}` plays a damage scenario and returns its ground truth;
+    `GET ?tenant=ID` lists the ground truth recorded so far."""
+    from sandbox import damage as scenarios  # the data side
+
+    store = runtime.store()
+    if request.method == "GET":
+        tenant_id = request.query_params.get("tenant", "")
+        return {"tenant_id": tenant_id, "events": scenarios.ground_truth(store, tenant_id)}
+    options = {k: v for k, v in body.items() if k not in ("kind", "tenant")}
+    try:
+        return scenarios.play(store, str(body.get("tenant", "")), str(body.get("kind", "")), options)
+    except scenarios.DamageError as error:
+        raise AdminError(400, str(error)) from error
+
+
+def lock_dates(runtime: Runtime, body: dict[str, Any], request: Request) -> dict[str, Any]:
+    """`{"tenant": ID, "period_lock_date": "2026-03-31", "end_of_year_lock_date": ...}`: Xero sets lock dates in
+    its web app only (no API), so a test sets them here; `null` clears one."""
+    store = runtime.store()
+    tenant_id = str(body.get("tenant", ""))
+    doc = store.scalar("SELECT doc FROM orgs WHERE tenant_id=?", (tenant_id,))
+    if doc is None:
+        raise AdminError(404, f"unknown tenant {tenant_id!r}")
+    organisation = json.loads(doc)
+    for key, field in (("period_lock_date", "PeriodLockDate"), ("end_of_year_lock_date", "EndOfYearLockDate")):
+        if key in body:
+            if body[key]:
+                try:
+                    day = dt.datetime.strptime(str(body[key])[:10], "%Y-%m-%d").replace(tzinfo=dt.UTC)
+                except ValueError as error:
+                    raise AdminError(400, f"{key} must be a date YYYY-MM-DD") from error
+                organisation[field] = ms_date(int(day.timestamp() * 1000))  # Xero's msdate form (SPEC)
+            else:
+                organisation.pop(field, None)
+    store.query("UPDATE orgs SET doc=? WHERE tenant_id=?", (json.dumps(organisation), tenant_id))
+    return {k: organisation.get(k) for k in ("PeriodLockDate", "EndOfYearLockDate")}
+
+
 def routes() -> list[Route]:
     return [
         Route(f"{PREFIX}/info", _endpoint(info), methods=["GET"]),
@@ -258,4 +300,6 @@ def routes() -> list[Route]:
         Route(f"{PREFIX}/tokens", _endpoint(tokens), methods=["GET", "POST"]),
         Route(f"{PREFIX}/clock", _endpoint(clock), methods=["GET", "POST"]),
         Route(f"{PREFIX}/consent", _endpoint(consent), methods=["GET", "POST"]),
+        Route(f"{PREFIX}/damage", _endpoint(damage), methods=["GET", "POST"]),
+        Route(f"{PREFIX}/lockdates", _endpoint(lock_dates), methods=["POST"]),
     ]

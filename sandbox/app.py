@@ -4,7 +4,8 @@ This module owns the wiring: `create_app()` (bootstrap of the state file, the re
 the demo user), the per-process `Runtime` (settings, rate limiter, fault injector, thread-local
 store connections), and the gate every `/api.xro/2.0/...` call goes through, in Xero's order:
 bearer token (401) -> tenant connection (403) -> scope and tier (401) -> rate limits (429) ->
-faults -> the read itself (`sandbox.accounting`) -> usage and egress recorded in the store.
+faults -> the read or write itself (`sandbox.accounting`, `sandbox.writes`) -> usage and egress recorded in
+the store. Writes count against the same limits as reads.
 
 It must not implement OAuth rules (`sandbox.identity`), query rules (`sandbox.accounting`), limit
 values (`sandbox.limits`), fault choice (`sandbox.faults`) or data generation (`sandbox.generate`).
@@ -28,7 +29,7 @@ from starlette.requests import Request
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
-from sandbox import accounting, admin, identity, limits
+from sandbox import accounting, admin, identity, limits, writes
 from sandbox.faults import FaultInjector, FaultPlan, FaultSpec
 from sandbox.store import SandboxStore, for_thread
 
@@ -219,7 +220,7 @@ _FAULT_BODIES = {
 
 
 class ApiGate:
-    """ASGI app mounted at `/api.xro/2.0`: auth, tenant, scope, limits, faults, then the read."""
+    """ASGI app mounted at `/api.xro/2.0`: auth, tenant, scope, limits, faults, then the read or write."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -233,12 +234,20 @@ class ApiGate:
         full_path: str = scope["path"]
         at = full_path.find(accounting.API_PREFIX)
         path = full_path[at + len(accounting.API_PREFIX) :] if at >= 0 else full_path
-        if scope["method"] not in ("GET", "HEAD"):
-            # The sandbox models the read side only (issue 2); Xero answers unknown verbs with 405.
+        method = scope["method"]
+        if method not in ("GET", "HEAD", "PUT", "POST", "DELETE"):
+            # Xero answers verbs it has no operation for with 405.
             await _send_bytes(send, 405, b"Method not allowed", "text/plain; charset=utf-8", {})
             return
+        body = b""
+        if method in ("PUT", "POST"):
+            read = await _read_body(receive, writes.MAX_ATTACHMENT_BYTES)
+            if read is None:
+                await _send_bytes(send, 413, b"Request entity too large", "text/plain; charset=utf-8", {})
+                return
+            body = read
 
-        checked = await runtime.in_thread(_check_call, runtime, headers, path)
+        checked = await runtime.in_thread(_check_call, runtime, headers, path, method)
         if isinstance(checked, accounting.ApiResponse):
             await _send_bytes(send, checked.status, checked.body, checked.media_type, checked.headers)
             return
@@ -262,7 +271,9 @@ class ApiGate:
             return
 
         try:
-            await self._serve(scope, send, runtime, headers, path, tenant_id, route, admission, as_json)
+            await self._serve(
+                scope, send, runtime, headers, path, tenant_id, route, admission, as_json, caller.client_id, body
+            )
         finally:
             runtime.limiter.release(tenant_id)
 
@@ -274,9 +285,11 @@ class ApiGate:
         headers: dict[str, str],
         path: str,
         tenant_id: str,
-        route: accounting.ApiRoute | accounting.ApiResponse,
+        route: accounting.ApiRoute | writes.WriteRoute | accounting.ApiResponse,
         admission: limits.Admission,
         as_json: bool,
+        client_id: str = "",
+        body: bytes = b"",
     ) -> None:
         runtime.injector.use(*await runtime.in_thread(runtime.fault_state))
         plan: FaultPlan = runtime.injector.decide()
@@ -303,7 +316,11 @@ class ApiGate:
             headers=headers,
             base_url=_base_url(scope, headers),
         )
-        response = await runtime.in_thread(_read, runtime, request, route)
+        if isinstance(route, writes.WriteRoute):
+            write = writes.WriteRequest(api=request, method=scope["method"], body=body, client_id=client_id)
+            response = await runtime.in_thread(_write, runtime, write, route)
+        else:
+            response = await runtime.in_thread(_read, runtime, request, route)
         await runtime.in_thread(_record_bytes, runtime, tenant_id, len(response.body))
         response_headers = {**response.headers, **limit_headers}
         if plan.kind == "truncate" and len(response.body) > 1:
@@ -330,9 +347,30 @@ def _base_url(scope: Scope, headers: dict[str, str]) -> str:
     return f"{scope.get('scheme', 'http')}://{host}"
 
 
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None once it grows past `limit` (answered 413 without reading on)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
 def _check_call(
-    runtime: Runtime, headers: dict[str, str], path: str
-) -> tuple[identity.Caller, str, accounting.ApiRoute | accounting.ApiResponse, limits.Limits] | accounting.ApiResponse:
+    runtime: Runtime, headers: dict[str, str], path: str, method: str = "GET"
+) -> (
+    tuple[identity.Caller, str, accounting.ApiRoute | writes.WriteRoute | accounting.ApiResponse, limits.Limits]
+    | accounting.ApiResponse
+):
     store = runtime.store()
     as_json = accounting.wants_json(headers)
     try:
@@ -340,8 +378,9 @@ def _check_call(
         tenant_id = identity.check_tenant(store, caller, headers)
     except identity.BearerError as error:
         return _bearer_response(error, as_json)
+    route: accounting.ApiRoute | writes.WriteRoute
     try:
-        route = accounting.resolve(path)
+        route = accounting.resolve(path) if method in ("GET", "HEAD") else writes.resolve(method, path)
     except accounting.ApiError as error:
         # Unknown paths are answered after the rate limits, like any other call from this app.
         return (
@@ -352,7 +391,11 @@ def _check_call(
         )
     try:
         identity.check_scope(caller, route.scopes)
-        if route.kind in ("journals", "journal") and caller.tier not in identity.JOURNAL_TIERS:
+        if (
+            isinstance(route, accounting.ApiRoute)
+            and route.kind in ("journals", "journal")
+            and caller.tier not in identity.JOURNAL_TIERS
+        ):
             # Journals need the Advanced tier since 2 March 2026 (research notes §1.3).
             raise identity.BearerError(401, "AuthorizationUnsuccessful")
     except identity.BearerError as error:
@@ -393,6 +436,11 @@ def _record_bytes(runtime: Runtime, tenant_id: str, nbytes: int) -> None:
 def _read(runtime: Runtime, request: accounting.ApiRequest, route: accounting.ApiRoute) -> accounting.ApiResponse:
     store = runtime.store()
     return accounting.handle(store, request, route, now_ms=store.now_ms())
+
+
+def _write(runtime: Runtime, request: writes.WriteRequest, route: writes.WriteRoute) -> accounting.ApiResponse:
+    store = runtime.store()
+    return writes.handle(store, request, route, now_ms=store.now_ms())
 
 
 # ---------------------------------------------------------------------------------------------

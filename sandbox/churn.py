@@ -22,9 +22,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sandbox import countries
+from sandbox import countries, damage
 from sandbox.generate import HOUR_MS, OrgBuilder, day_start, iso_date, ms_date
-from sandbox.ledger import DAY_MS
+from sandbox.ledger import DAY_MS, Ledger
 from sandbox.store import SandboxStore
 
 ACTIONS: tuple[tuple[str, int], ...] = (
@@ -491,6 +491,7 @@ def advance(
     if tenant_ids is None:
         tenant_ids = [t for (t,) in store.query("SELECT tenant_id FROM orgs ORDER BY tenant_id")]
     result: dict[str, dict[str, int]] = {}
+    damage_rules = store.get_config(damage.RULES_KEY, {}) or {}
     for tenant_id in tenant_ids:
         summary: Counter[str] = Counter()
         builder: OrgBuilder | None = None
@@ -501,6 +502,17 @@ def advance(
                 builder = load_builder(store, tenant_id, rng)
             builder.rng = rng
             _play_day(builder, day, summary)
+            if tenant_id in damage_rules:
+                # A standing damage rule writes through the API path, which posts journals itself: resync the
+                # builder's journal numbering afterwards.
+                damage.play_day(store, tenant_id, day)
+                builder.ledger = Ledger(
+                    store,
+                    tenant_id,
+                    buffered=True,
+                    accounts=list(builder.accounts.values()),
+                    tax_names=builder.ledger.tax_names,
+                )
         if builder is not None:
             store.set_config(
                 f"org_state:{tenant_id}",

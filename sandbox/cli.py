@@ -2,7 +2,7 @@
 
 This module owns the command line of the sandbox: `serve` (uvicorn in the foreground, `--info`
 written once it accepts connections) and thin commands that call a running sandbox's admin API
-(`advance`, `truth`, `usage`, `faults`, `create-org`, `reset`, `tier`, `limits`). Data goes to
+(`advance`, `truth`, `usage`, `faults`, `create-org`, `reset`, `tier`, `limits`, `damage`). Data goes to
 stdout as JSON; diagnostics to stderr. It must not hold sandbox logic of its own.
 """
 
@@ -216,6 +216,29 @@ def limits_command(
     if tenant:
         body["tenant"] = tenant
     _call(url, info, "POST", "limits", body)
+
+
+@app.command("damage")
+def damage_command(
+    kind: Annotated[str, typer.Argument(help="onboarding, remap, api_update or compromise.")],
+    org: Annotated[str, typer.Option("--org", help="Tenant id of the organisation to damage.")],
+    option: Annotated[
+        list[str] | None, typer.Option("--option", "-o", help="Scenario option KEY=VALUE (repeatable), e.g. months=3.")
+    ] = None,
+    url: UrlOption = None,
+    info: InfoOption = None,
+) -> None:
+    """Play an integration-failure scenario through the write API; prints its ground truth."""
+    body: dict[str, Any] = {"kind": kind, "tenant": org}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--option")
+        try:
+            body[key] = json.loads(value)  # numbers and true/false as JSON, anything else as text
+        except json.JSONDecodeError:
+            body[key] = value
+    _call(url, info, "POST", "damage", body)
 
 
 def main(argv: list[str] | None = None) -> int:

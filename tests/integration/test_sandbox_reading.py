@@ -200,5 +200,7 @@ def test_without_accept_json_the_answer_is_xml(api: httpx.Client) -> None:
     assert ET.fromstring(error.content).tag == "ApiException"
 
 
-def test_writes_are_not_modelled(api: httpx.Client) -> None:
-    assert api.post("/Invoices", json={}).status_code == 405
+def test_writes_need_a_write_scope_and_other_verbs_are_405(api: httpx.Client) -> None:
+    # This token holds read scopes only: Xero refuses the write as unauthorised (writes: test_sandbox_writes.py).
+    assert api.post("/Invoices", json={}).status_code == 401
+    assert api.patch("/Invoices", json={}).status_code == 405
