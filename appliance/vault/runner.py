@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -394,10 +395,21 @@ class Runner:
                 read_end, write_end = os.pipe()
                 parent_fds.append(read_end)
                 child_fds.append(write_end)
+            if shutil.which(self.binary) is None:
+                raise ResticMissing(
+                    f"restic binary {self.binary!r} not found",
+                    hint="install restic (Debian: apt-get install restic) or set restic_binary",
+                )
+            # The parent-death signal is set by util-linux's `setpriv` just before it execs restic: Python code
+            # in a preexec_fn runs after fork in a multi-threaded process, where a lock another thread held at
+            # fork time can deadlock the child before exec (seen: Popen never returned under the daemon's and
+            # the backup's threads). Without setpriv we fall back to the preexec_fn.
+            setpriv = shutil.which("setpriv")
+            launch = (setpriv, "--pdeathsig", "INT", "--", *full_argv) if setpriv else full_argv
             _load_libc()
             try:
                 process = subprocess.Popen(  # the one subprocess call in Strongroom
-                    full_argv,
+                    launch,
                     stdin=subprocess.DEVNULL,  # restic would otherwise prompt for a password on stdin
                     stdout=child_fds[0],
                     stderr=child_fds[1],
@@ -405,7 +417,7 @@ class Runner:
                     cwd=cwd,
                     pass_fds=(*secret_fds, *parent_fds),
                     start_new_session=True,  # a terminal's Ctrl-C reaches us; we forward SIGINT ourselves
-                    preexec_fn=_child_setup(os.getpid()),  # prctl only: see _child_setup
+                    preexec_fn=None if setpriv else _child_setup(os.getpid()),  # prctl only: see _child_setup
                 )
             except FileNotFoundError as error:
                 raise ResticMissing(
