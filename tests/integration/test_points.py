@@ -1,0 +1,508 @@
+"""Backup points end to end: real sandbox, real OAuth, real backups into real restic, then open, query, diff,
+export and detect damage, checked against the sandbox's own ground truth.
+
+One module-scoped installation: a full backup of a small generated organisation, one business day of
+`advance`, an incremental backup. The damage tests at the end stage damage by writing records straight into
+the sandbox store (`SandboxStore.put_records`, moving UpdatedDateUTC as Xero would), because the sandbox's
+damage scenarios (`sandbox/damage.py`) did not exist yet; they add points after the two the other tests use,
+which refer to their points by snapshot id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.detect.rules import DetectConfig
+from appliance.points import export as export_module
+from appliance.points import queries
+from appliance.points.diff import diff_points
+from appliance.points.index import PointIndex, build_index, cached_indexes, evict, index_path
+from appliance.points.usecases import PointsService
+from appliance.service import Appliance
+from appliance.store.points import BackupPoint
+from sandbox.demo import connect_through_browserless_consent, demo_settings
+from sandbox.store import Record, SandboxStore, canonical_json, ms_date
+from sandbox.testing import SandboxServer
+
+ANCHOR_MS = 1_790_000_000_000
+MINUTE_LIMIT = 1_000
+ID_FIELDS = {"Invoices": "InvoiceID", "Contacts": "ContactID", "Payments": "PaymentID"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _sandbox_hashes(state: Path, tenant_id: str) -> dict[str, dict[str, tuple[str, int | None]]]:
+    """Per endpoint: record id -> (content hash, updated_ms), straight from the sandbox's store."""
+    store = SandboxStore(state)
+    try:
+        result: dict[str, dict[str, tuple[str, int | None]]] = {}
+        for endpoint, record_id, updated, doc in store.query(
+            "SELECT endpoint, record_id, updated_ms, doc FROM records WHERE tenant_id=?", (tenant_id,)
+        ):
+            digest = hashlib.sha256(canonical_json(json.loads(doc)).encode()).hexdigest()
+            result.setdefault(endpoint, {})[record_id] = (digest, updated)
+        return result
+    finally:
+        store.close()
+
+
+@dataclass
+class World:
+    sandbox: SandboxServer
+    appliance: Appliance
+    service: PointsService
+    org_id: str
+    config_path: Path
+    full: BackupPoint
+    incremental: BackupPoint
+    truth_full: dict[str, Any]
+    truth_incremental: dict[str, Any]
+    before: dict[str, dict[str, tuple[str, int | None]]]
+    after: dict[str, dict[str, tuple[str, int | None]]]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("points")
+    redirect_uri = f"http://localhost:{_free_port()}/callback"
+    with SandboxServer(
+        root / "sandbox.db",
+        orgs=1,
+        size="small",
+        seed=5,
+        anchor_ms=ANCHOR_MS,
+        redirect_uris=(redirect_uri,),
+        auto_consent=True,
+    ) as sandbox:
+        sandbox.set_limits(minute=MINUTE_LIMIT)
+        settings, toml = demo_settings(sandbox.info, root, redirect_uri)
+        settings.limits.tenant_per_minute = MINUTE_LIMIT
+        config_path = root / "strongroom.toml"
+        config_path.write_text(toml + f"\n[limits]\ntenant_per_minute = {MINUTE_LIMIT}\n", encoding="utf-8")
+        appliance = Appliance.initialise(settings)
+        try:
+            [organisation] = asyncio.run(connect_through_browserless_consent(appliance))
+            org_id = organisation.org_id
+            [outcome] = asyncio.run(appliance.backup(full=True))
+            assert outcome.status == "succeeded", outcome.error
+            before = _sandbox_hashes(sandbox.state_path, org_id)
+            truth_full = sandbox.truth(org_id)
+            sandbox.advance(1)
+            [outcome] = asyncio.run(appliance.backup())
+            assert outcome.status == "succeeded", outcome.error
+            full, incremental = appliance.points(org_id)
+            yield World(
+                sandbox=sandbox,
+                appliance=appliance,
+                service=PointsService(appliance),
+                org_id=org_id,
+                config_path=config_path,
+                full=full,
+                incremental=incremental,
+                truth_full=truth_full,
+                truth_incremental=sandbox.truth(org_id),
+                before=before,
+                after=_sandbox_hashes(sandbox.state_path, org_id),
+            )
+        finally:
+            appliance.close()
+
+
+# -- the books ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("which", ["full", "incremental"])
+@pytest.mark.parametrize("view", ["trial-balance", "pnl", "balance-sheet"])
+def test_recomputed_books_equal_what_xero_reported(world: World, which: str, view: str) -> None:
+    point: BackupPoint = getattr(world, which)
+    table = world.service.show(world.org_id, point.snapshot_id, view)
+    records = table.records()
+    reported = [r for r in records if r["reported"] not in ("", "0.00")]
+    assert len(reported) >= 5, f"{view}: Xero reported too little to compare"
+    assert [r for r in records if r["difference"] != "0.00"] == []
+    assert table.totals["difference"] == "0.00"
+
+
+@pytest.mark.parametrize("view", ["aged-receivables", "aged-payables"])
+def test_recomputed_aged_balances_equal_xero_for_the_contacts_it_reported(world: World, view: str) -> None:
+    # Aged reports are captured with full backups only (one call per contact), so the full point is compared.
+    records = world.service.show(world.org_id, world.full.snapshot_id, view).records()
+    reported = [r for r in records if r["reported"]]
+    assert reported, "the full backup captured no aged report"
+    assert [r for r in reported if r["difference"] != "0.00"] == []
+
+
+def test_trial_balance_sums_to_zero_and_accounts_carry_it(world: World) -> None:
+    table = world.service.show(world.org_id, world.incremental.snapshot_id, "trial-balance")
+    assert table.totals["recomputed"] == "0.00"
+    accounts = world.service.show(world.org_id, world.incremental.snapshot_id, "accounts").records()
+    balances = {row["account id"]: row["balance"] for row in accounts}
+    for row in table.records():
+        assert balances[row["account id"]] == row["recomputed"]
+
+
+# -- queries against ground truth -----------------------------------------------------------------------------
+@pytest.mark.parametrize("which", ["full", "incremental"])
+def test_summary_counts_equal_the_sandbox_truth(world: World, which: str) -> None:
+    point: BackupPoint = getattr(world, which)
+    truth = world.truth_full if which == "full" else world.truth_incremental
+    summary = world.service.show(world.org_id, point.snapshot_id, "summary")
+    counts = {row[0]: row[1] for row in summary.rows}
+    expected = {endpoint: entry["count"] for endpoint, entry in truth.items() if endpoint != "Attachments"}
+    assert {k: counts.get(k) for k in expected} == expected
+
+
+def test_document_filters(world: World) -> None:
+    point = world.incremental.snapshot_id
+    sandbox = world.after["Invoices"]
+    with world.service.open(world.org_id, point) as index:
+        raw = {i: index.raw("Invoices", i) for i in sandbox}
+    paid_sales = {i for i, doc in raw.items() if doc and doc["Type"] == "ACCREC" and doc["Status"] == "PAID"}
+    table = world.service.show(world.org_id, point, "invoices", queries.Filters(status="paid"))
+    assert {row["id"] for row in table.records()} == paid_sales
+    some = raw[sorted(paid_sales)[0]]
+    assert some is not None
+    contact = some["Contact"]["ContactID"]
+    by_contact = world.service.show(world.org_id, point, "invoices", queries.Filters(contact=contact)).records()
+    assert by_contact
+    assert all((raw[row["id"]] or {})["Contact"]["ContactID"] == contact for row in by_contact)
+    number = some["InvoiceNumber"]
+    found = world.service.show(world.org_id, point, "invoices", queries.Filters(text=number)).records()
+    assert [row["number"] for row in found] == [number]
+    day = some["DateString"][:10]
+    on_day = world.service.show(
+        world.org_id, point, "invoices", queries.Filters(date_from=_date(day), date_to=_date(day))
+    ).records()
+    assert some["InvoiceID"] in {row["id"] for row in on_day}
+    assert all(row["date"] == day for row in on_day)
+    code = some["LineItems"][0]["AccountCode"]
+    coded = world.service.show(world.org_id, point, "invoices", queries.Filters(account=code)).records()
+    assert some["InvoiceID"] in {row["id"] for row in coded}
+    total = float(some["Total"])
+    ranged = world.service.show(
+        world.org_id, point, "invoices", queries.Filters(amount_min=total, amount_max=total)
+    ).records()
+    assert some["InvoiceID"] in {row["id"] for row in ranged}
+    assert all(float(row["total"]) == total for row in ranged)
+
+
+def _date(text: str) -> Any:
+    from datetime import date
+
+    return date.fromisoformat(text)
+
+
+def test_one_record_in_full_and_its_attachment(world: World, tmp_path: Path) -> None:
+    store = SandboxStore(world.sandbox.state_path)
+    try:
+        attachment_id, endpoint, record_id, file_name, content = next(
+            iter(
+                store.query(
+                    "SELECT attachment_id, endpoint, record_id, file_name, content FROM attachments"
+                    " WHERE tenant_id=? AND endpoint='Invoices' ORDER BY attachment_id",
+                    (world.org_id,),
+                )
+            )
+        )
+    finally:
+        store.close()
+    point = world.full.snapshot_id
+    found = world.service.record(world.org_id, point, record_id[:13])
+    assert found["endpoint"] == endpoint
+    assert found["id"] == record_id
+    assert found["line_items"]
+    assert all(line["_parent_id"] == record_id for line in found["line_items"])
+    assert [a["AttachmentID"] for a in found["attachments"] if a["FileName"] == file_name] == [attachment_id]
+    if found["raw"]["Status"] in ("AUTHORISED", "PAID"):
+        assert found["postings"], "an approved invoice posts"
+    written = world.service.extract_attachment(world.org_id, point, record_id, file_name, tmp_path)
+    assert written.read_bytes() == content
+
+
+def test_diff_after_advance_equals_what_the_sandbox_changed(world: World) -> None:
+    result = world.service.diff(world.org_id, world.full.snapshot_id, world.incremental.snapshot_id)
+    ours = {entry.endpoint: entry for entry in result.endpoints}
+    assert any(not entry.empty for entry in result.endpoints)
+    for endpoint in set(world.before) | set(world.after):
+        before, after = world.before.get(endpoint, {}), world.after.get(endpoint, {})
+        entry = ours.get(endpoint)
+        added = sorted(after.keys() - before.keys())
+        removed = sorted(before.keys() - after.keys())
+        changed = {k for k in before.keys() & after.keys() if before[k][0] != after[k][0]}
+        assert (entry.added if entry else []) == added, endpoint
+        assert (entry.removed if entry else []) == removed, endpoint
+        found = set(entry.changed) if entry else set()
+        assert found <= changed, endpoint
+        # An incremental backup misses only what Xero changes without moving UpdatedDateUTC (due dates of
+        # partly paid invoices, attachments): every other change must be in the diff.
+        missed = {k for k in changed - found if before[k][1] != after[k][1]}
+        assert missed == set(), endpoint
+    moved = [d for d in result.trial_balance if d.difference]
+    assert moved, "a business day of invoices and payments moves the trial balance"
+    assert sum(d.difference for d in result.trial_balance) == 0
+
+
+def test_diff_of_one_type_lists_field_changes_by_line_id(world: World) -> None:
+    with (
+        world.service.open(world.org_id, world.full.snapshot_id) as before,
+        world.service.open(world.org_id, world.incremental.snapshot_id) as after,
+    ):
+        result = diff_points(before, after, types=["Invoices"], books=False)
+        [entry] = result.endpoints
+        assert set(entry.details) == set(entry.changed)
+        for record_id, changes in entry.details.items():
+            old, new = before.raw("Invoices", record_id), after.raw("Invoices", record_id)
+            assert changes, record_id
+            for change in changes:
+                if "[" not in change.path and "." not in change.path:
+                    assert old is not None
+                    assert new is not None
+                    assert (old.get(change.path), new.get(change.path)) == (change.before, change.after)
+
+
+# -- export ---------------------------------------------------------------------------------------------------
+def test_export_round_trips_counts_and_sums(world: World, tmp_path: Path) -> None:
+    point = world.incremental.snapshot_id
+    summary = world.service.export(world.org_id, point, tmp_path / "export")
+    assert export_module.verify_export(tmp_path / "export") == []
+    with world.service.open(world.org_id, point) as index:
+        for endpoint in index.endpoints():
+            figures = summary["files"][f"{endpoint}.csv"]
+            assert figures["rows"] == index.scalar(f"SELECT count(*) FROM [{endpoint}]"), endpoint
+            total = index.scalar(f"SELECT sum(_total) FROM [{endpoint}]")
+            if total is not None:
+                cents = sum(round(v * 100) for (v,) in index.db.execute(f"SELECT _total FROM [{endpoint}]") if v)
+                assert figures["sums"]["_total"] == f"{cents / 100:.2f}", endpoint
+        lines = summary["files"]["line_items.csv"]
+        assert lines["rows"] == index.scalar("SELECT count(*) FROM line_items")
+        cents = sum(round(v * 100) for (v,) in index.db.execute("SELECT LineAmount FROM line_items") if v)
+        assert lines["sums"]["LineAmount"] == f"{cents / 100:.2f}"
+    assert (tmp_path / "export" / "reports" / "TrialBalance.json").is_file()
+    one = world.service.export(world.org_id, point, tmp_path / "tb.csv", view="trial-balance")
+    assert export_module.read_csv_figures(tmp_path / "tb.csv")["rows"] == one["rows"]
+
+
+# -- the cache ------------------------------------------------------------------------------------------------
+def test_the_cache_is_private_reused_and_evicted_least_recent_first(world: World) -> None:
+    cache = world.service.cache_dir
+    path = index_path(cache, world.org_id, world.full.snapshot_id)
+    world.service.open(world.org_id, world.full.snapshot_id).close()
+    assert path.is_file()
+    assert os.stat(path.parent).st_mode & 0o777 == 0o700
+    assert os.stat(cache / "points").st_mode & 0o777 == 0o700
+    inode = path.stat().st_ino
+    world.service.open(world.org_id, world.full.snapshot_id).close()
+    assert path.stat().st_ino == inode, "a warm open must reuse the index, not rebuild it"
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    newest = cached_indexes(cache)[-1][0]
+    removed = evict(cache, 1, keep=[newest])
+    assert newest.exists()
+    assert all(not p.exists() for p in removed)
+    assert [p for p, _, _ in cached_indexes(cache)] == [newest]
+
+
+def test_a_build_that_fails_half_way_leaves_no_index(tmp_path: Path) -> None:
+    line = canonical_json({"InvoiceID": "i1", "Type": "ACCREC", "Status": "DRAFT", "Total": 1.0}).encode()
+
+    def files() -> Iterator[tuple[str, bytes]]:
+        yield "manifest.json", b"{}"
+        yield "records/Invoices/2026-09/i1.ndjson", line + b"\n"
+        raise OSError("restic died")
+
+    target = tmp_path / "point.db"
+    with pytest.raises(OSError, match="restic died"):
+        build_index(files(), target, org_id="o", snapshot_id="s")
+    assert list(tmp_path.iterdir()) == []
+    build_index(
+        iter([("manifest.json", b"{}"), ("records/Invoices/2026-09/i1.ndjson", line)]),
+        target,
+        org_id="o",
+        snapshot_id="s",
+    )
+    with PointIndex(target) as index:
+        assert index.hashes("Invoices") == {"i1": hashlib.sha256(line).hexdigest()}
+        assert index.manifest() == {}
+
+
+# -- the CLI --------------------------------------------------------------------------------------------------
+def _cli(world: World, *args: str) -> Any:
+    completed = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "-c", str(world.config_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout)
+
+
+def test_cli_show_diff_and_findings_print_json(world: World) -> None:
+    summary = _cli(world, "show", world.org_id, "latest~1", "summary", "--json")
+    assert summary["schema_version"]
+    assert summary["view"] == "summary"
+    assert {row[0]: row[1] for row in summary["rows"]}["Invoices"] == world.truth_full["Invoices"]["count"]
+    diff = _cli(world, "diff", world.org_id, world.full.short_id, "latest", "--type", "Invoices", "--json")
+    assert [e["endpoint"] for e in diff["endpoints"]] == ["Invoices"]
+    assert "findings" in _cli(world, "findings", world.org_id, "--json")
+
+
+# -- damage ---------------------------------------------------------------------------------------------------
+class Damage:
+    """Writes damage into the sandbox store as a broken integration or a mistaken person would."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.store = SandboxStore(world.sandbox.state_path)
+        self.tenant = world.org_id
+        self.clock = self.store.now_ms() + 3_600_000
+
+    def close(self) -> None:
+        self.store.close()
+
+    def tick(self) -> int:
+        self.clock += 60_000
+        return self.clock
+
+    def invoices(self, status: str = "AUTHORISED", kind: str = "ACCREC", limit: int = 10) -> list[dict[str, Any]]:
+        docs = [
+            json.loads(doc)
+            for (doc,) in self.store.query(
+                "SELECT doc FROM records WHERE tenant_id=? AND endpoint='Invoices' AND status=? AND type=?"
+                " ORDER BY record_id",
+                (self.tenant, status, kind),
+            )
+        ]
+        return [d for d in docs if not d.get("Payments") and not d.get("AmountCredited")][:limit]
+
+    def put(self, docs: list[dict[str, Any]]) -> None:
+        records = []
+        for doc in docs:
+            updated = self.tick()
+            doc["UpdatedDateUTC"] = ms_date(updated)
+            records.append(
+                Record(
+                    self.tenant,
+                    "Invoices",
+                    doc["InvoiceID"],
+                    doc,
+                    updated_ms=updated,
+                    date_ms=int(doc["Date"][6:19]),
+                    status=doc["Status"],
+                    type=doc["Type"],
+                    contact_id=doc["Contact"]["ContactID"],
+                    number=doc.get("InvoiceNumber"),
+                )
+            )
+        with self.store.transaction():
+            self.store.put_records(records)
+
+
+def _backup_and_detect(world: World, config: DetectConfig) -> list[Any]:
+    [outcome] = asyncio.run(world.appliance.backup())
+    assert outcome.status == "succeeded", outcome.error
+    assert outcome.snapshot_id is not None
+    world.service.detect_config = config
+    return world.service.detect_after_backup(world.org_id, outcome.snapshot_id)
+
+
+def _assert_evidence(finding: Any, damaged: set[str]) -> None:
+    evidence = set(finding.evidence["record_ids"])
+    recall = len(evidence & damaged) / len(damaged)
+    precision = len(evidence & damaged) / len(evidence)
+    print(f"{finding.rule} {finding.severity}: recall {recall:.3f} precision {precision:.3f} of {len(damaged)}")
+    assert recall >= 0.95, (recall, precision)
+    assert precision >= 0.95, (recall, precision)
+
+
+def test_damage_scenarios_are_detected_at_the_first_backup_after_they_start(world: World) -> None:
+    # Baseline from one normal step only: allow a baseline of one step (the default wants three).
+    config = DetectConfig(baseline_min_steps=1)
+    damage = Damage(world)
+    try:
+        # The normal step: no finding above info.
+        normal = world.service.detect_after_backup(world.org_id, world.incremental.snapshot_id)
+        assert [f for f in normal if f.severity != "info"] == []
+        clean = world.incremental.snapshot_id
+
+        # 1. A sync loop re-creates 12 invoices with new ids.
+        copies = []
+        for original in damage.invoices(limit=12):
+            duplicate = copy.deepcopy(original)
+            duplicate["InvoiceID"] = str(uuid.uuid4())
+            duplicate["InvoiceNumber"] = f"DUP-{duplicate['InvoiceNumber']}"
+            for line in duplicate["LineItems"]:
+                line["LineItemID"] = str(uuid.uuid4())
+            copies.append(duplicate)
+        damage.put(copies)
+        findings = _backup_and_detect(world, config)
+        [duplicates] = [f for f in findings if f.rule == "near_duplicates"]
+        assert duplicates.severity == "critical"
+        _assert_evidence(duplicates, {d["InvoiceID"] for d in copies})
+        assert duplicates.last_clean_point == clean
+
+        # 2. Existing approved invoices rewritten to another revenue account.
+        recoded = [
+            d for d in damage.invoices(limit=40) if any(line["AccountCode"] != "260" for line in d["LineItems"])
+        ][:10]
+        target = next(a for a in world.service.show(world.org_id, "latest", "accounts").records() if a["code"] == "260")
+        for doc in recoded:
+            for line in doc["LineItems"]:
+                line["AccountCode"], line["AccountID"] = "260", target["account id"]
+        damage.put(recoded)
+        findings = _backup_and_detect(world, config)
+        [recode] = [f for f in findings if f.rule == "recoded_lines"]
+        assert recode.severity in ("warning", "critical")
+        _assert_evidence(recode, {d["InvoiceID"] for d in recoded})
+        assert recode.last_clean_point == clean, "the damage is still open: the clean point stays before it"
+
+        # 3. New invoices for established customers coded to an account and tax they never used.
+        odd = []
+        for template in damage.invoices(limit=8, status="PAID") or damage.invoices(limit=8):
+            doc = copy.deepcopy(template)
+            doc.update(InvoiceID=str(uuid.uuid4()), InvoiceNumber=f"ODD-{doc['InvoiceNumber']}", Status="AUTHORISED")
+            doc["Payments"], doc["AmountPaid"], doc["AmountDue"] = [], 0.0, doc["Total"]
+            doc["Reference"] = f"odd {doc['InvoiceNumber']}"
+            for line in doc["LineItems"]:
+                line.update(LineItemID=str(uuid.uuid4()), AccountCode="960", TaxType="NONE")
+                line.pop("AccountID", None)
+            odd.append(doc)
+        damage.put(odd)
+        findings = _backup_and_detect(world, config)
+        unusual = [f for f in findings if f.rule == "unusual_mappings" and f.evidence["account"] == "960"]
+        assert unusual
+        assert unusual[0].severity in ("warning", "critical")
+        _assert_evidence(unusual[0], {d["InvoiceID"] for d in odd})
+
+        # 4. A mass void.
+        voided = damage.invoices(limit=60, kind="ACCPAY") + damage.invoices(limit=60)
+        voided = [d for d in voided if d["InvoiceID"] not in {c["InvoiceID"] for c in recoded}][:60]
+        for doc in voided:
+            doc["Status"], doc["AmountDue"] = "VOIDED", 0.0
+        damage.put(voided)
+        findings = _backup_and_detect(world, config)
+        [burst] = [f for f in findings if f.rule == "burst" and f.fingerprint == "voided"]
+        assert burst.severity in ("warning", "critical")
+        _assert_evidence(burst, {d["InvoiceID"] for d in voided})
+    finally:
+        damage.close()
+    stored = world.service.findings(world.org_id)
+    assert {f.rule for f in stored if f.severity != "info"} >= {"near_duplicates", "recoded_lines", "burst"}
+    acknowledged = world.service.acknowledge(stored[0].finding_id, by="test")
+    assert acknowledged.acknowledged_at is not None
