@@ -1,11 +1,13 @@
-"""The Xero Accounting API client: one async httpx client for every read Strongroom makes.
+"""The Xero Accounting API client: one async httpx client for every read (and restore write) Strongroom makes.
 
 This module owns the HTTP side of reading: the headers Xero needs (`Accept: application/json`,
 `xero-tenant-id`, the bearer token), admission through the rate governor, retries of 5xx, timeouts,
 dropped connections and truncated bodies under the retry policy, 429 handling (wait `Retry-After` for
 minute and concurrency limits; `DayBudgetExhausted` for the day limit, never a sleep), one forced token
 refresh on 401, paging (the `pagination` object, capped at `pageCount`, else "until a short page"), and
-streaming attachment downloads. It counts calls and bytes per tenant.
+streaming attachment downloads. It counts calls and bytes per tenant. The write side (`put_json`, `post_json`,
+`upload`, used only by the restore) goes through the same governor, retry and 429 rules, always with an
+`Idempotency-Key`, so a retried write is replayed by Xero instead of creating a second record.
 
 It must not decide what to back up (the backup use case does, from the catalogue), store anything, or let an
 httpx exception escape: everything leaves as an `appliance.errors` type. It never logs tokens.
@@ -138,27 +140,120 @@ class XeroClient:
         if if_modified_since is not None:
             headers["If-Modified-Since"] = format_if_modified_since(if_modified_since)
 
-        async def consume(response: httpx.Response) -> dict[str, Any]:
-            body = await response.aread()
-            content_type = response.headers.get("content-type", "")
-            if "json" not in content_type.lower():
-                # Xero answers XML unless asked for JSON (RR); a non-JSON 200 is a gateway page or a server that
-                # ignored Accept: parsing it as data would corrupt the mirror.
-                raise XeroRejected(
-                    f"Xero answered {path} with {content_type or 'no content type'}, not JSON",
-                    status=response.status_code,
-                    correlation_id=response.headers.get("xero-correlation-id"),
-                )
-            try:
-                value = json.loads(body)
-            except ValueError:
-                # A JSON body that does not parse was cut short: retry like a dropped connection.
-                raise _Retry("truncated JSON body") from None
-            if not isinstance(value, dict):
-                raise XeroRejected(f"Xero's answer to {path} is not a JSON object", status=response.status_code)
-            return value
+        result = await self._call(
+            grant_id, tenant_id, path, params=params, headers=headers, consume=_json_consumer(path)
+        )
+        return result if result is not None else {}
 
-        result = await self._call(grant_id, tenant_id, path, params=params, headers=headers, consume=consume)
+    # -- public writes ----------------------------------------------------------------------
+    async def write_json(
+        self,
+        grant_id: str,
+        tenant_id: str,
+        method: str,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        idempotency_key: str,
+        summarize_errors: bool | None = False,
+        params: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """PUT (create) or POST (create or update) a JSON body; the parsed answer.
+
+        `summarize_errors=False` sends `summarizeErrors=false`, so a batch answers 200 with a
+        `StatusAttributeString` and `ValidationErrors` per element instead of a 400 that hides which elements
+        were saved (research §4.2; StackOverflow 52706101); `None` leaves the parameter out, for endpoints
+        whose SPEC operation does not take it. `idempotency_key` (128 characters at most, SPEC) makes Xero
+        replay its cached answer for a retried identical request, so the transport retries below never
+        create a second record (research §4.3). A 400 with Xero's error shape raises `XeroRejected` with
+        the parsed body as `detail`.
+        """
+        if method not in ("PUT", "POST"):
+            raise ValueError(f"not a write method: {method}")
+        if not idempotency_key or len(idempotency_key) > 128:
+            raise ValueError("an Idempotency-Key of 1 to 128 characters is required")
+        query = dict(params or {})
+        if summarize_errors is not None:
+            query["summarizeErrors"] = "true" if summarize_errors else "false"
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "Idempotency-Key": idempotency_key,
+        }
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        result = await self._call(
+            grant_id,
+            tenant_id,
+            path,
+            params=query or None,
+            headers=headers,
+            consume=_json_consumer(path),
+            method=method,
+            content=content,
+        )
+        return result if result is not None else {}
+
+    async def put_json(
+        self,
+        grant_id: str,
+        tenant_id: str,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        idempotency_key: str,
+        summarize_errors: bool | None = False,
+    ) -> dict[str, Any]:
+        return await self.write_json(
+            grant_id, tenant_id, "PUT", path, body, idempotency_key=idempotency_key, summarize_errors=summarize_errors
+        )
+
+    async def post_json(
+        self,
+        grant_id: str,
+        tenant_id: str,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        idempotency_key: str,
+        summarize_errors: bool | None = False,
+    ) -> dict[str, Any]:
+        return await self.write_json(
+            grant_id, tenant_id, "POST", path, body, idempotency_key=idempotency_key, summarize_errors=summarize_errors
+        )
+
+    async def upload(
+        self,
+        grant_id: str,
+        tenant_id: str,
+        path: str,
+        content: bytes,
+        *,
+        content_type: str,
+        idempotency_key: str,
+        params: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """PUT raw bytes (an attachment: `/{Endpoint}/{id}/Attachments/{FileName}`, ATT); the parsed answer.
+
+        Xero takes the file as the raw request body with its MIME type as Content-Type (ATT); a PUT of the
+        same file name replaces the file, so a retried upload cannot leave two copies.
+        """
+        if not idempotency_key or len(idempotency_key) > 128:
+            raise ValueError("an Idempotency-Key of 1 to 128 characters is required")
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": content_type or "application/octet-stream",
+            "Idempotency-Key": idempotency_key,
+        }
+        result = await self._call(
+            grant_id,
+            tenant_id,
+            path,
+            params=params,
+            headers=headers,
+            consume=_json_consumer(path),
+            method="PUT",
+            content=content,
+        )
         return result if result is not None else {}
 
     async def iter_records(
@@ -302,6 +397,8 @@ class XeroClient:
         params: Mapping[str, str] | None,
         headers: Mapping[str, str],
         consume: Callable[[httpx.Response], Awaitable[Any]],
+        method: str = "GET",
+        content: bytes | None = None,
     ) -> Any:
         url = self._base + path.lstrip("/")
         stats = self._stats(tenant_id)
@@ -317,13 +414,15 @@ class XeroClient:
                 request_headers = {**headers, "Authorization": f"Bearer {token}", "xero-tenant-id": tenant_id}
                 stats.calls += 1
                 try:
-                    async with self._http.stream("GET", url, params=params, headers=request_headers) as response:
+                    async with self._http.stream(
+                        method, url, params=params, headers=request_headers, content=content
+                    ) as response:
                         try:
                             self._governor.on_response(tenant_id, response.headers, self._clock())
                             status = response.status_code
                             if status == 200:
                                 return await consume(response)
-                            if status == 304:
+                            if status == 304 and method == "GET":
                                 return None
                             body = await response.aread()
                         finally:
@@ -339,7 +438,7 @@ class XeroClient:
                         hint="Xero or the network is unwell; the next run resumes",
                     ) from None
                 stats.retries += 1
-                logger.info("GET %s: %s; retry %d in %.2f s", path, retry.reason, attempt, delay)
+                logger.info("%s %s: %s; retry %d in %.2f s", method, path, retry.reason, attempt, delay)
                 await self._sleep(delay)
                 continue
             finally:
@@ -371,7 +470,7 @@ class XeroClient:
                         retry_after=decision.delay,
                         limit=decision.limit.value,
                     )
-                logger.info("GET %s: 429 %s; waiting %.1f s", path, problem or "", decision.delay)
+                logger.info("%s %s: 429 %s; waiting %.1f s", method, path, problem or "", decision.delay)
                 continue  # _admit waits: the governor now blocks the limit Xero named
             if status in RETRYABLE_STATUSES:
                 attempt += 1
@@ -379,10 +478,34 @@ class XeroClient:
                 if delay is None:
                     raise XeroUnavailable(f"Xero answered {path} with HTTP {status} {attempt} times")
                 stats.retries += 1
-                logger.info("GET %s: HTTP %d; retry %d in %.2f s", path, status, attempt, delay)
+                logger.info("%s %s: HTTP %d; retry %d in %.2f s", method, path, status, attempt, delay)
                 await self._sleep(delay)
                 continue
             raise _rejection(path, status, body, response.headers)
+
+
+def _json_consumer(path: str) -> Callable[[httpx.Response], Awaitable[dict[str, Any]]]:
+    async def consume(response: httpx.Response) -> dict[str, Any]:
+        body = await response.aread()
+        content_type = response.headers.get("content-type", "")
+        if "json" not in content_type.lower():
+            # Xero answers XML unless asked for JSON (RR); a non-JSON 200 is a gateway page or a server that
+            # ignored Accept: parsing it as data would corrupt the mirror.
+            raise XeroRejected(
+                f"Xero answered {path} with {content_type or 'no content type'}, not JSON",
+                status=response.status_code,
+                correlation_id=response.headers.get("xero-correlation-id"),
+            )
+        try:
+            value = json.loads(body)
+        except ValueError:
+            # A JSON body that does not parse was cut short: retry like a dropped connection.
+            raise _Retry("truncated JSON body") from None
+        if not isinstance(value, dict):
+            raise XeroRejected(f"Xero's answer to {path} is not a JSON object", status=response.status_code)
+        return value
+
+    return consume
 
 
 def _records(body: Mapping[str, Any], endpoint: Endpoint) -> list[dict[str, Any]]:

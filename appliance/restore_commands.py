@@ -1,0 +1,287 @@
+"""CLI commands for restoring a backup point into a new Xero organisation: `strongroom restore ...`.
+
+`plan` (a dry run), `run` (plan, record, and run in this process), `resume`, `status`, `cancel`, `retry`
+(queue refused records again after fixing their cause), `verify` (reports to the cent and the exceptions,
+Markdown or `--json`) and `checklist [--tick N]`. Thin: each command calls `appliance.restore.usecases` and
+prints; data (and `--json`) on stdout, progress and diagnostics on stderr.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from appliance.errors import Interrupted, PartialFailure, StrongroomError, UsageError
+from appliance.restore import usecases
+from appliance.restore.push import RunOutcome
+from appliance.service import Appliance
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+err = Console(stderr=True)
+
+restore_app = typer.Typer(help="Restore a backup point into a new Xero organisation.", no_args_is_help=True)
+
+
+def _appliance(ctx: typer.Context) -> Appliance:
+    return Appliance(ctx.obj.settings())
+
+
+def _print_json(data: Any) -> None:
+    from appliance.cli import print_json
+
+    print_json(data)
+
+
+def _quiet(ctx: typer.Context) -> bool:
+    return bool(getattr(ctx.obj, "quiet", False))
+
+
+@contextmanager
+def _cancel_on_sigterm() -> Iterator[threading.Event]:
+    """SIGTERM/SIGINT stop the run between batches (the journal makes any stop safe; this one is tidy)."""
+    event = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(signum: int, frame: object) -> None:
+        event.set()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield event
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _run(ctx: typer.Context, appliance: Appliance, restore_id: str, json_output: bool) -> None:
+    quiet = _quiet(ctx) or json_output
+
+    def progress(step: str, done: int, total: int) -> None:
+        if not quiet and total:
+            err.print(f"{step}: {done}/{total}", highlight=False)
+
+    with _cancel_on_sigterm() as cancel:
+        outcome = usecases.run_restore(appliance, restore_id, progress=progress, cancel=cancel)
+    _print_outcome(outcome, json_output)
+    if outcome.status == "failed":
+        raise StrongroomError(f"restore {outcome.restore_id[:8]} failed: {outcome.error}")
+    if outcome.status == "cancelled":
+        raise Interrupted(
+            f"restore {outcome.restore_id[:8]} cancelled", hint="`strongroom restore resume` continues it"
+        )
+    if outcome.status == "paused":
+        raise PartialFailure(
+            f"restore {outcome.restore_id[:8]} paused: {outcome.error}",
+            hint=f"`strongroom restore resume {outcome.restore_id[:8]}` after Xero's day window resets",
+        )
+
+
+def _print_outcome(outcome: RunOutcome, json_output: bool) -> None:
+    if json_output:
+        _print_json(outcome.as_dict())
+        return
+    refused = sum(statuses.get("refused", 0) for statuses in outcome.counts.values())
+    done = sum(statuses.get("done", 0) for statuses in outcome.counts.values())
+    typer.echo(
+        f"restore {outcome.restore_id}: {outcome.status}; {done} written, {refused} refused, {outcome.calls} API calls"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add `strongroom restore ...` to the root CLI."""
+    app.add_typer(restore_app, name="restore")
+
+
+@restore_app.command("plan")
+def plan_command(
+    ctx: typer.Context,
+    org: Annotated[str, typer.Argument(help="The organisation the point belongs to (id, prefix or name).")],
+    point: Annotated[str, typer.Argument(help="The backup point (snapshot id or prefix).")],
+    target: Annotated[str, typer.Option("--target", help="The connected, new organisation to restore into.")],
+    allow_non_empty: Annotated[bool, typer.Option("--allow-non-empty", help="Accept a target with data.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Dry run: preflight checks, the ordered steps, calls/days/bytes, and what will not come back."""
+    appliance = _appliance(ctx)
+    try:
+        plan = usecases.plan_restore(appliance, org, point, target, allow_non_empty=allow_non_empty)
+    finally:
+        appliance.close()
+    if json_output:
+        _print_json(plan.as_dict())
+    else:
+        for problem in plan.problems:
+            err.print(
+                f"[{'red' if problem.severity == 'blocker' else 'yellow'}]{problem.severity}[/]: {problem.message}"
+            )
+            if problem.hint:
+                err.print(f"  hint: {problem.hint}", highlight=False)
+        table = Table("step", "records", "calls", "bytes", "what")
+        for step in plan.steps:
+            table.add_row(step.name, str(step.records), str(step.calls), str(step.bytes), step.description)
+        Console().print(table)
+        typer.echo(f"about {plan.calls} API calls, {plan.days} day(s) of the target's limit, {plan.bytes:,} bytes")
+        typer.echo("not restored through Xero's API:")
+        for item in plan.not_restored:
+            typer.echo(f"  - {item.item}: {item.reason} [{item.source}]")
+    if plan.blocked:
+        raise UsageError("the restore would be refused (see the blockers above)")
+
+
+@restore_app.command("run")
+def run_command(
+    ctx: typer.Context,
+    org: Annotated[str, typer.Argument(help="The organisation the point belongs to.")],
+    point: Annotated[str, typer.Argument(help="The backup point.")],
+    target: Annotated[str, typer.Option("--target", help="The connected, new organisation to restore into.")],
+    allow_non_empty: Annotated[bool, typer.Option("--allow-non-empty", help="Accept a target with data.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Plan (refusing on a blocker), record and run a restore in this process."""
+    appliance = _appliance(ctx)
+    try:
+        restore = usecases.start_restore(appliance, org, point, target, allow_non_empty=allow_non_empty)
+        err.print(f"restore {restore.restore_id} started", highlight=False)
+        _run(ctx, appliance, restore.restore_id, json_output)
+    finally:
+        appliance.close()
+
+
+@restore_app.command("resume")
+def resume_command(
+    ctx: typer.Context,
+    restore_id: Annotated[str, typer.Argument(help="The restore (id or prefix).")],
+    json_output: JsonOption = False,
+) -> None:
+    """Resume a paused, failed or interrupted restore exactly where it stopped."""
+    appliance = _appliance(ctx)
+    try:
+        _run(ctx, appliance, restore_id, json_output)
+    finally:
+        appliance.close()
+
+
+@restore_app.command("status")
+def status_command(
+    ctx: typer.Context,
+    restore_id: Annotated[str | None, typer.Argument(help="One restore; all when left out.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Where a restore is: status, step, counts per step, calls."""
+    appliance = _appliance(ctx)
+    try:
+        if restore_id is None:
+            rows = [usecases.status(appliance, r.restore_id) for r in usecases.restores(appliance)]
+        else:
+            rows = [usecases.status(appliance, restore_id)]
+    finally:
+        appliance.close()
+    if json_output:
+        _print_json({"restores": rows})
+        return
+    table = Table("restore", "status", "step", "done", "refused", "pending", "calls")
+    for row in rows:
+        counts = row["counts"].values()
+        table.add_row(
+            row["restore_id"][:8],
+            row["status"],
+            row["step"] or "-",
+            str(sum(c.get("done", 0) for c in counts)),
+            str(sum(c.get("refused", 0) for c in counts)),
+            str(sum(c.get("pending", 0) + c.get("sent", 0) for c in counts)),
+            str(row["calls"]),
+        )
+    Console().print(table)
+
+
+@restore_app.command("cancel")
+def cancel_command(
+    ctx: typer.Context,
+    restore_id: Annotated[str, typer.Argument(help="The restore (id or prefix).")],
+    json_output: JsonOption = False,
+) -> None:
+    """Stop a restore between batches; what is written stays written."""
+    appliance = _appliance(ctx)
+    try:
+        restore = usecases.cancel_restore(appliance, restore_id)
+    finally:
+        appliance.close()
+    if json_output:
+        _print_json({"restore_id": restore.restore_id, "status": restore.status})
+    else:
+        typer.echo(f"restore {restore.restore_id}: {restore.status} (cancel requested)")
+
+
+@restore_app.command("retry")
+def retry_command(
+    ctx: typer.Context,
+    restore_id: Annotated[str, typer.Argument(help="The restore (id or prefix).")],
+    step: Annotated[str | None, typer.Option("--step", help="Only this step's refused records.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Queue the refused records again (fix their cause first), then `restore resume`."""
+    appliance = _appliance(ctx)
+    try:
+        count = usecases.retry_refused(appliance, restore_id, step)
+    finally:
+        appliance.close()
+    if json_output:
+        _print_json({"restore_id": restore_id, "requeued": count})
+    else:
+        typer.echo(f"{count} refused record(s) queued again; run `strongroom restore resume {restore_id}`")
+
+
+@restore_app.command("verify")
+def verify_command(
+    ctx: typer.Context,
+    restore_id: Annotated[str, typer.Argument(help="The restore (id or prefix).")],
+    json_output: JsonOption = False,
+) -> None:
+    """Trial balance, P&L and balance sheet of the target vs the point, to the cent; every exception."""
+    appliance = _appliance(ctx)
+    try:
+        report = usecases.verify_restore(appliance, restore_id)
+    finally:
+        appliance.close()
+    if json_output:
+        _print_json(report.as_dict())
+    else:
+        typer.echo(report.markdown(), nl=False)
+    if not report.balanced:
+        # Exit code 3 (partial): the report is printed; the exit code says it is not a clean match.
+        raise PartialFailure(f"restore {report.restore_id[:8]}: the target does not match the point")
+
+
+@restore_app.command("checklist")
+def checklist_command(
+    ctx: typer.Context,
+    restore_id: Annotated[str, typer.Argument(help="The restore (id or prefix).")],
+    tick: Annotated[int | None, typer.Option("--tick", help="Tick manual item N.")] = None,
+    untick: Annotated[int | None, typer.Option("--untick", help="Untick manual item N.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """The manual and automatic steps of a restore, with their status; `--tick N` records a manual one."""
+    appliance = _appliance(ctx)
+    try:
+        if tick is not None:
+            usecases.tick(appliance, restore_id, tick)
+        if untick is not None:
+            usecases.tick(appliance, restore_id, untick, ticked=False)
+        items = usecases.checklist(appliance, restore_id)
+    finally:
+        appliance.close()
+    if json_output:
+        _print_json({"restore_id": restore_id, "items": [item.as_dict() for item in items]})
+        return
+    for item in items:
+        mark = {"done": "x", "partial": "~", "running": ">"}.get(item.status, " ")
+        detail = f" ({item.detail})" if item.detail else ""
+        typer.echo(f"[{mark}] {item.number:2d}. {item.title}{detail}")
