@@ -125,9 +125,14 @@ def config_example() -> None:
 
 
 def _register_core() -> None:
-    from appliance import commands
+    from appliance import commands, daemon_commands, points_commands
 
     commands.register(app)
+    daemon_commands.register(app)
+    points_commands.register(app)
+    from appliance import restore_commands
+
+    restore_commands.register(app)
 
 
 _register_core()

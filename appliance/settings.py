@@ -167,6 +167,94 @@ class BackupSettings(_Model):
     """Aged receivables/payables cost one call per contact: capture them for this many contacts owing most."""
 
 
+class OrganisationSchedule(_Model):
+    """Schedule overrides for one organisation (keyed by its Xero tenant id)."""
+
+    interval_hours: float | None = Field(default=None, examples=[4.0])
+    """Back it up this often instead of once a day (below 24 it may run outside the night window)."""
+    window_start: str | None = Field(default=None, examples=["20:00"])
+    """Its own window start (HH:MM in `schedule.timezone`); default the fleet's."""
+    window_end: str | None = Field(default=None, examples=["23:00"])
+    """Its own window end (HH:MM); default the fleet's."""
+    paused: bool = False
+    """Never schedule it (a person can still ask for a backup)."""
+
+
+class ScheduleSettings(_Model):
+    """When the daemon backs organisations up and how hard it may push Xero."""
+
+    window_start: str = "01:00"
+    """Start of the nightly window (HH:MM in `timezone`) in which scheduled backups start."""
+    window_end: str = "06:00"
+    """End of the nightly window (HH:MM); equal to `window_start` means all day."""
+    timezone: str = "UTC"
+    """IANA time zone of the window (e.g. Pacific/Auckland)."""
+    interval_hours: float = 24.0
+    """How often each organisation is backed up by default."""
+    max_concurrent_jobs: int = 16
+    """Jobs (backups, replications, checks...) the daemon runs at once."""
+    app_call_headroom: float = 0.8
+    """Share of Xero's per-app minute limit the scheduler may plan for; the rest absorbs estimate errors."""
+    default_calls_per_backup: int = 60
+    """Calls a backup is assumed to make when the organisation has no finished run to estimate from."""
+    retry_base_minutes: float = 15.0
+    """Wait after the first failure of an organisation; doubles with each further failure."""
+    retry_max_hours: float = 6.0
+    """Longest wait between retries of a failing organisation."""
+    tick_seconds: float = 15.0
+    """How often the daemon looks for work to start."""
+    stop_grace_seconds: float = 60.0
+    """How long running jobs get to reach a checkpoint on SIGTERM before they are cancelled."""
+    replicate_after_backup: bool = True
+    """Copy each new point to the organisation's region right after the backup."""
+    retention_every_days: float = 7.0
+    """Apply retention (forget + prune) to each organisation's repositories this often."""
+    check_every_days: float = 7.0
+    """Run `restic check` on each organisation's repositories this often."""
+    check_read_data_subset: str | None = Field(default=None, examples=["5%"])
+    """Also read back this share of the data in each check (restic `--read-data-subset`)."""
+    organisations: dict[str, OrganisationSchedule] = Field(
+        default_factory=dict, examples=[{"00000000-0000-0000-0000-000000000000": {"interval_hours": 4.0}}]
+    )
+    """Per-organisation overrides, keyed by tenant id."""
+
+
+class Region(_Model):
+    """An offsite region: where the organisations whose data must live there are replicated."""
+
+    repository: str = Field(examples=["s3:https://s3.ap-southeast-2.amazonaws.com/firm-backups-au/strongroom"])
+    """Base restic location; each organisation gets `<repository>/<tenant id>` (s3:, rest:, sftp:, rclone:, path)."""
+    access_key_id: SecretRef | None = None
+    """S3 access key id (AWS_ACCESS_KEY_ID), read from a file or credential."""
+    secret_access_key: SecretRef | None = None
+    """S3 secret key (AWS_SECRET_ACCESS_KEY), read from a file or credential."""
+    s3_region: str | None = Field(default=None, examples=["ap-southeast-2"])
+    """The S3 region name (AWS_DEFAULT_REGION) when the provider needs one."""
+    countries: list[str] = Field(default_factory=list, examples=[["AU", "NZ"]])
+    """Organisations based in these countries (ISO codes) belong here unless given a region by hand."""
+    append_only: bool = False
+    """The target refuses deletions (REST `--append-only`): never run forget/prune against it."""
+
+
+class AlertSettings(_Model):
+    """Who is told when something needs a person (apprise URLs: mailto://, slack://, ntfy://, json://...)."""
+
+    urls: list[str] = Field(default_factory=list, examples=[["ntfy://ntfy.sh/firm-backups"]])
+    """Notification URLs without secrets in them."""
+    url_secrets: list[SecretRef] = Field(default_factory=list)
+    """Notification URLs that carry a token, each read from a file or credential."""
+    failures_before_alert: int = 3
+    """Alert when an organisation's backups failed this many times in a row."""
+    stale_after_hours: float = 48.0
+    """Alert when an organisation's newest point is older than this."""
+    replication_lag_hours: float = 36.0
+    """Alert when a point has waited longer than this to reach its region."""
+    repeat_after_hours: float = 24.0
+    """The same alert about the same organisation is sent at most once in this period."""
+    heartbeat_url: str | None = Field(default=None, examples=["https://hc-ping.com/your-uuid"])
+    """Pinged (HTTP GET) after every fleet round, healthchecks.io-style."""
+
+
 class Settings(BaseSettings):
     """Everything Strongroom can be told. Built once at the edge and passed in."""
 
@@ -190,6 +278,12 @@ class Settings(BaseSettings):
     limits: RateLimits = Field(default_factory=RateLimits)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    default_region: str | None = Field(default=None, examples=["au"])
+    """Region of organisations whose country no region claims; none: they are not replicated until given one."""
+    regions: dict[str, Region] = Field(default_factory=dict, examples=[{"au": {}}])
+    """Offsite regions by name (`[regions.au]`); an organisation's data is only ever copied to its own region."""
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,4 +1,4 @@
-"""The state database: apps, grants, organisations, runs, backup points, watermarks, jobs and locks.
+"""The state database: apps, grants, organisations, runs, backup points, watermarks, jobs, locks and restores.
 
 `State.open(settings)` opens `<data_dir>/state.db` (apsw, WAL, migrated) and the appliance key
 (`<data_dir>/keys/identity.age`), and exposes one small class per table family. Everything secret
@@ -26,11 +26,13 @@ from appliance.secrets import Keyring
 from appliance.settings import Settings
 from appliance.store.apps import App, Apps
 from appliance.store.db import StateDB, open_state
+from appliance.store.findings import Findings
 from appliance.store.grants import Grant, Grants, GrantStatus
 from appliance.store.jobs import Job, Jobs, JobState
 from appliance.store.locks import LockHolder, OrgLocks
 from appliance.store.orgs import LOCAL_REGION, Organisations
 from appliance.store.points import BackupPoint, Points
+from appliance.store.restores import Restores
 from appliance.store.runs import Run, Runs, RunStatus
 from appliance.store.watermarks import Watermark, Watermarks
 
@@ -72,9 +74,11 @@ class State:
         self.orgs = Organisations(db, keyring)
         self.runs = Runs(db)
         self.points = Points(db)
+        self.restores = Restores(db)
         self.watermarks = Watermarks(db)
         self.jobs = Jobs(db)
         self.locks = OrgLocks(db)
+        self.findings = Findings(db)
 
     @classmethod
     def open(cls, settings: Settings) -> State:

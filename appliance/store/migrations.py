@@ -134,5 +134,143 @@ CREATE TABLE org_locks (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_CONNECT_AND_BACKUP,)
+_V2_DAEMON_FLEET = """
+CREATE TABLE daemon (
+    name        TEXT PRIMARY KEY,
+    owner_pid   INTEGER NOT NULL,
+    owner_start TEXT,
+    started_at  REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    status      TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE fleet (
+    org_id          TEXT PRIMARY KEY REFERENCES organisations(org_id),
+    last_attempt_at REAL,
+    last_status     TEXT,
+    failures        INTEGER NOT NULL DEFAULT 0,
+    paused_until    REAL,
+    last_calls      INTEGER,
+    last_error      TEXT,
+    updated_at      REAL NOT NULL
+);
+
+CREATE TABLE replicas (
+    org_id              TEXT NOT NULL REFERENCES organisations(org_id),
+    region              TEXT NOT NULL,
+    replicated_through  REAL,
+    replicated_at       REAL,
+    snapshots           INTEGER NOT NULL DEFAULT 0,
+    error               TEXT,
+    updated_at          REAL NOT NULL,
+    PRIMARY KEY (org_id, region)
+);
+
+CREATE TABLE maintenance (
+    org_id      TEXT NOT NULL REFERENCES organisations(org_id),
+    region      TEXT NOT NULL,
+    task        TEXT NOT NULL CHECK (task IN ('retention', 'check')),
+    last_at     REAL NOT NULL,
+    ok          INTEGER NOT NULL,
+    error       TEXT,
+    PRIMARY KEY (org_id, region, task)
+);
+
+CREATE TABLE alerts_sent (
+    alert_key   TEXT PRIMARY KEY,
+    event       TEXT NOT NULL,
+    org_id      TEXT,
+    sent_at     REAL NOT NULL,
+    delivered   INTEGER NOT NULL,
+    repeats     INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+_V3_RESTORES = """
+CREATE TABLE restores (
+    restore_id      TEXT PRIMARY KEY,
+    org_id          TEXT NOT NULL REFERENCES organisations(org_id),
+    snapshot_id     TEXT NOT NULL,
+    target_tenant_id TEXT NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'planned'
+                    CHECK (status IN ('planned', 'running', 'paused', 'cancelled', 'finished', 'failed')),
+    plan            TEXT NOT NULL DEFAULT '{}',
+    options         TEXT NOT NULL DEFAULT '{}',
+    step            TEXT,
+    calls           INTEGER NOT NULL DEFAULT 0,
+    error           TEXT,
+    resume_after    REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    verification    TEXT,
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL,
+    finished_at     REAL
+);
+CREATE INDEX restores_by_org ON restores(org_id, created_at);
+
+CREATE TABLE restore_elements (
+    restore_id  TEXT NOT NULL REFERENCES restores(restore_id) ON DELETE CASCADE,
+    step        TEXT NOT NULL,
+    source_id   TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'sent', 'done', 'refused', 'skipped')),
+    target_id   TEXT,
+    request_key TEXT,
+    sent_at     REAL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    reason      TEXT,
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (restore_id, step, source_id)
+);
+CREATE INDEX restore_elements_by_status ON restore_elements(restore_id, step, status, seq);
+
+CREATE TABLE restore_ids (
+    restore_id  TEXT NOT NULL REFERENCES restores(restore_id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL,
+    source_id   TEXT NOT NULL,
+    target_id   TEXT NOT NULL,
+    PRIMARY KEY (restore_id, kind, source_id)
+);
+
+CREATE TABLE restore_checklist (
+    restore_id  TEXT NOT NULL REFERENCES restores(restore_id) ON DELETE CASCADE,
+    item        TEXT NOT NULL,
+    ticked_at   REAL,
+    note        TEXT,
+    PRIMARY KEY (restore_id, item)
+);
+"""
+
+_V4_FINDINGS = """
+CREATE TABLE findings (
+    finding_id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    org_id          TEXT NOT NULL REFERENCES organisations(org_id),
+    rule            TEXT NOT NULL,
+    fingerprint     TEXT NOT NULL DEFAULT '',
+    severity        TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+    summary         TEXT NOT NULL,
+    evidence        TEXT NOT NULL DEFAULT '{}',
+    point_before    TEXT,
+    point_after     TEXT NOT NULL,
+    last_clean_point TEXT,
+    suspected_start TEXT,
+    created_at      REAL NOT NULL,
+    acknowledged_at REAL,
+    acknowledged_by TEXT,
+    UNIQUE (org_id, point_after, rule, fingerprint)
+);
+CREATE INDEX findings_by_org ON findings(org_id, created_at);
+
+CREATE TABLE detect_steps (
+    org_id          TEXT NOT NULL REFERENCES organisations(org_id),
+    point_after     TEXT NOT NULL,
+    point_before    TEXT,
+    taken_at        REAL NOT NULL,
+    counts          TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (org_id, point_after)
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_CONNECT_AND_BACKUP, _V2_DAEMON_FLEET, _V3_RESTORES, _V4_FINDINGS)
 """Append-only. Index i holds the SQL that moves `user_version` from i to i+1."""

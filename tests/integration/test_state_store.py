@@ -135,10 +135,10 @@ def test_processes_opening_a_fresh_database_at_once_all_succeed(tmp_path: Path) 
 def test_an_appended_migration_is_applied_once_and_then_required(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     open_state(path).close()
-    later = (*MIGRATIONS, "CREATE TABLE restore_journal (restore_id TEXT PRIMARY KEY, step TEXT NOT NULL);")
+    later = (*MIGRATIONS, "CREATE TABLE test_extra (extra_id TEXT PRIMARY KEY, step TEXT NOT NULL);")
     with open_state(path, migrations=later) as db:
         assert db.schema_version == len(later)
-        assert db.scalar("SELECT count(*) FROM restore_journal") == 0
+        assert db.scalar("SELECT count(*) FROM test_extra") == 0
     with open_state(path, migrations=later) as db:
         assert migrate(db, later) == 0
     # The older code now meets a newer schema and refuses to touch it.
@@ -151,7 +151,7 @@ def test_an_appended_migration_is_applied_once_and_then_required(tmp_path: Path)
 def test_a_failing_migration_leaves_no_trace(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     broken = (*MIGRATIONS, "CREATE TABLE half_done (x INTEGER); INSERT INTO no_such_table VALUES (1);")
-    with pytest.raises(StoreError, match="migration 2"):
+    with pytest.raises(StoreError, match=f"migration {len(MIGRATIONS) + 1}"):
         open_state(path, migrations=broken)
     with open_state(path) as db:
         assert db.schema_version == len(MIGRATIONS)

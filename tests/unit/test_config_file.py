@@ -34,7 +34,11 @@ def test_example_names_every_setting() -> None:
                 for arg in (annotation, *getattr(annotation, "__args__", ()))
                 if isinstance(arg, type) and issubclass(arg, settings.BaseModel)
             ]
-            if nested and isinstance(value, dict):
+            is_mapping = getattr(annotation, "__origin__", None) is dict
+            if nested and is_mapping and isinstance(value, dict):
+                for key, entry in value.items():  # a map of tables, e.g. [regions.au]
+                    walk(nested[0], entry, f"{where}{name}.{key}.")
+            elif nested and isinstance(value, dict):
                 walk(nested[0], value, f"{where}{name}.")
             elif nested and isinstance(value, list):
                 walk(nested[0], value[0], f"{where}{name}[0].")
