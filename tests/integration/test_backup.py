@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from appliance.backup.mirror import Mirror
@@ -221,9 +222,19 @@ def test_minute_429_storm_waits_retry_after(tmp_path: Path) -> None:
         (first,) = asyncio.run(inst.appliance.backup(full=True))
         assert first.status == "succeeded"
         inst.sandbox.advance(1)
-        # The server allows 20 calls a minute; the client believes it has 1,000: a storm of minute 429s whose
-        # Retry-After the client must honour, then the run completes.
+        # The server allows 20 calls a minute and another integration has just spent them: our client's first
+        # calls meet a storm of minute 429s whose Retry-After it must honour, then the run completes.
         inst.sandbox.set_limits(minute=20)
+        other = inst.sandbox.connect()
+        for _ in range(20):
+            httpx.get(
+                inst.sandbox.base_url + "/api.xro/2.0/Organisation",
+                headers={
+                    "Authorization": f"Bearer {other.access_token}",
+                    "xero-tenant-id": inst.tenant_id,
+                    "Accept": "application/json",
+                },
+            )
         (second,) = asyncio.run(inst.appliance.backup())
         assert second.status == "succeeded", second
         usage = inst.sandbox.usage()
