@@ -42,6 +42,9 @@ class Limits:
     minute: int = PER_MINUTE
     day: int = PER_DAY
     app_minute: int = APP_PER_MINUTE
+    # Sandbox-only: the length of the "minute" window in seconds. Xero's is 60; tests shorten it so a minute
+    # 429 storm and its Retry-After take seconds, with every rule otherwise unchanged.
+    window: int = int(WINDOW_S)
 
 
 def limits_for(store: SandboxStore, tenant_id: str, tier: str) -> Limits:
@@ -136,13 +139,16 @@ class _Window:
     start: float = 0.0
     count: int = 0
 
-    def roll(self, now: float) -> None:
-        if now - self.start >= WINDOW_S:
+    length: float = WINDOW_S
+
+    def roll(self, now: float, length: float) -> None:
+        self.length = length
+        if now - self.start >= length:
             self.start = now
             self.count = 0
 
     def retry_after(self, now: float) -> int:
-        return max(1, math.ceil(self.start + WINDOW_S - now))
+        return max(1, math.ceil(self.start + self.length - now))
 
 
 @dataclass
@@ -187,8 +193,8 @@ class RateLimiter:
         now = self.clock()
         tenant = self._tenant_windows.setdefault(tenant_id, _Window(start=now))
         app = self._app_windows.setdefault(client_id, _Window(start=now))
-        tenant.roll(now)
-        app.roll(now)
+        tenant.roll(now, limits.window)
+        app.roll(now, limits.window)
         in_flight = self._in_flight.get(tenant_id, 0)
         admission = Admission(
             allowed=False,

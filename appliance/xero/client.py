@@ -418,8 +418,10 @@ class XeroClient:
                         method, url, params=params, headers=request_headers, content=content
                     ) as response:
                         try:
-                            self._governor.on_response(tenant_id, response.headers, self._clock())
                             status = response.status_code
+                            if status != 429:
+                                # A 429's own counts are handled by `on_429`, which knows when Xero's window resets.
+                                self._governor.on_response(tenant_id, response.headers, self._clock())
                             if status == 200:
                                 return await consume(response)
                             if status == 304 and method == "GET":

@@ -139,6 +139,17 @@ class _Window:
         self.entries.append((now, count))
         self.total += count
 
+    def spent_until(self, now: float, reset_at: float) -> None:
+        """Xero says the minute is spent until `reset_at` (a minute 429's Retry-After): count the calls we did not
+        see so that they age out exactly then. Xero's windows are fixed (LIMITS: "Requests are counted against a
+        fixed window"), so the whole allowance is back at the reset; our own calls keep counting for their 60 s."""
+        missing = self.remaining(now)
+        if missing <= 0:
+            return
+        at = min(now, reset_at - MINUTE)
+        self.entries = deque(sorted([*self.entries, (at, missing)], key=lambda entry: entry[0]))
+        self.total += missing
+
     def sync(self, now: float, server_remaining: int) -> None:
         """Xero says `server_remaining` calls are left: if that is fewer than we think, count the difference."""
         ours = self.remaining(now)
@@ -325,8 +336,9 @@ class RateGovernor:
             state.answers_since_cut = 0
         else:
             delay = DEFAULT_MINUTE_BACKOFF if retry_after is None else retry_after
-            # Our minute count was wrong (another process shares the tenant): treat the minute as spent.
-            state.minute.sync(now, 0)
+            # Our minute count was wrong (another process shares the tenant): the minute is spent until Xero's
+            # fixed window resets, which is what Retry-After says.
+            state.minute.spent_until(now, now + delay)
         state.blocked_until = max(state.blocked_until, now + delay)
         return Decision(Verdict.WAIT, limit, delay=delay)
 

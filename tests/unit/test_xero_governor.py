@@ -158,10 +158,25 @@ def test_minute_429_blocks_the_tenant_for_retry_after() -> None:
     assert blocked.verdict is Verdict.WAIT
     assert blocked.delay == pytest.approx(4.0)
     assert governor.decide("tenant-b", 103.0).go
-    # After Retry-After, our minute window is also considered spent until its calls age out: none were ours.
-    assert governor.decide(T, 107.0).verdict is Verdict.WAIT
-    assert governor.decide(T, 160.5).go
-    assert governor.usage(T) == (0, 1)
+    # Xero's window is fixed: once Retry-After has passed, the allowance is back (the unseen calls age out then).
+    assert governor.decide(T, 106.9).verdict is Verdict.WAIT
+    assert governor.decide(T, 107.0).go
+    assert governor.acquire(T, 107.0).go
+    assert governor.usage(T) == (1, 1)
+
+
+def test_minute_429_keeps_our_own_recent_calls_counted() -> None:
+    governor = RateGovernor(RateLimits(tenant_per_minute=10), "core")
+    for second in range(4):
+        assert governor.acquire(T, 100.0 + second).go
+        governor.release(T)
+    governor.on_429(T, "minute", 5.0, 104.0)
+    # At the reset only the calls Xero counted for someone else age out: our 4 still fill their own minute.
+    for _ in range(6):
+        assert governor.acquire(T, 109.0).go
+        governor.release(T)
+    assert governor.decide(T, 109.0).verdict is Verdict.WAIT
+    assert governor.decide(T, 160.0).go
 
 
 def test_day_429_checkpoints_with_xero_retry_after() -> None:
