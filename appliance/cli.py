@@ -133,6 +133,9 @@ def _register_core() -> None:
     from appliance import restore_commands
 
     restore_commands.register(app)
+    from appliance import recovery_commands
+
+    recovery_commands.register(app)
 
 
 _register_core()
