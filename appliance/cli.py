@@ -136,6 +136,9 @@ def _register_core() -> None:
     from appliance import recovery_commands
 
     recovery_commands.register(app)
+    from appliance import integrations_commands
+
+    integrations_commands.register(app)
 
 
 _register_core()
