@@ -157,11 +157,33 @@ def _load_plugins() -> None:
             plugin(app)
 
 
+def _vendored_click() -> tuple[type[BaseException], ...]:
+    """The ClickException of typer's vendored click, when this typer has one."""
+    try:
+        from typer._click import exceptions as vendored  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return ()
+    kind = getattr(vendored, "ClickException", None)
+    return (kind,) if isinstance(kind, type) else ()
+
+
+def _opens_the_tui(args: list[str]) -> bool:
+    """A person who SSHes in and types `strongroom` (global options allowed) on a terminal gets the terminal UI;
+    a script or a pipe gets the help, as before."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()) or "--help" in args:
+        return False
+    commands = set(getattr(typer.main.get_command(app), "commands", {}))
+    return "tui" in commands and not commands.intersection(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return the process exit code (never raises)."""
     _load_plugins()
+    args = list(sys.argv[1:] if argv is None else argv)
+    if _opens_the_tui(args):
+        args.append("tui")
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=args, standalone_mode=False)
     except StrongroomError as error:
         typer.secho(f"error: {error.message}", err=True, fg=typer.colors.RED)
         if error.hint:
@@ -175,10 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # click's usage errors and anything unexpected
         import click
 
-        if isinstance(error, click.exceptions.Abort):
+        # Typer 0.2x carries its own copy of click (`typer._click`): its exceptions are not click's classes.
+        if isinstance(error, (click.exceptions.Abort, typer.Abort)):
             return int(ExitCode.INTERRUPTED)
-        if isinstance(error, click.ClickException):
-            error.show()
+        if isinstance(error, (click.ClickException, *_vendored_click())):
+            error.show()  # type: ignore[attr-defined]
             return int(ExitCode.USAGE)
         log.exception("unexpected error")
         return int(exit_code_for(error))

@@ -68,9 +68,12 @@ class Tmux:
 
 
 @pytest.fixture
-def tmux(installation: Installation) -> Iterator[Tmux]:
+def tmux(installation: Installation, request: pytest.FixtureRequest) -> Iterator[Tmux]:
     session = f"strongroom-smoke-{uuid.uuid4().hex[:8]}"
-    command = " ".join(_command(installation.config_path))
+    words = _command(installation.config_path)
+    if getattr(request, "param", "tui") == "plain" and words[-1] == "tui":
+        words = words[:-1]  # `strongroom` alone on a terminal opens the TUI
+    command = " ".join(words)
     env = {**os.environ, "TERM": "xterm-256color"}
     subprocess.run(
         ["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "36", command],
@@ -105,6 +108,18 @@ def test_the_real_binary_in_tmux(installation: Installation, tmux: Tmux) -> None
     tmux.wait_for(lambda s: "command palette" in s, "the help screen")
     tmux.keys("Escape")
     tmux.wait_for(lambda s: "Backup points" in s, "the organisation again")
+    tmux.keys("C-q")
+    deadline = time.monotonic() + SCREEN_WAIT
+    while tmux.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not tmux.alive(), "the TUI did not quit on ctrl+q"
+
+
+@pytest.mark.parametrize("tmux", ["plain"], indirect=True)
+def test_plain_strongroom_on_a_terminal_opens_the_tui(installation: Installation, tmux: Tmux) -> None:
+    names = [org.name for org in installation.appliance.organisations()]
+    screen = tmux.wait_for(lambda s: "organisations" in s and all(n in s for n in names), "the dashboard")
+    assert "Usage: strongroom" not in screen
     tmux.keys("C-q")
     deadline = time.monotonic() + SCREEN_WAIT
     while tmux.alive() and time.monotonic() < deadline:
