@@ -1076,13 +1076,18 @@ class OrgBuilder:
             doc["Reference"] = bank_doc["Reference"]
         self.put(endpoint, doc, date_ms=_ms(bank_doc["Date"]))
 
-    def allocate_credit(self, credit: dict[str, Any], invoice: dict[str, Any], at_ms: int) -> bool:
-        """Allocate a prepayment (whole) or overpayment (up to the amount due) to an invoice."""
+    def allocate_credit(
+        self, credit: dict[str, Any], invoice: dict[str, Any], at_ms: int, *, date_ms: int | None = None
+    ) -> bool:
+        """Allocate a prepayment (whole) or overpayment (up to the amount due) to an invoice, dated `date_ms`
+        (default: the day of `at_ms`)."""
         prepayment = "PrepaymentID" in credit
         if credit["Status"] != "AUTHORISED" or invoice["Status"] != "AUTHORISED":
             return False
         if credit["CurrencyCode"] != self.base or invoice["CurrencyCode"] != self.base:
             return False
+        if credit["Contact"]["ContactID"] != invoice["Contact"]["ContactID"]:
+            return False  # Xero allocates only to the same contact's documents
         remaining = to_cents(credit["RemainingCredit"])
         due = self.due_cents(invoice)
         if prepayment and (remaining != to_cents(credit["Total"]) or remaining > due):
@@ -1090,7 +1095,7 @@ class OrgBuilder:
         amount_cents = min(remaining, due)
         if amount_cents <= 0:
             return False
-        date = day_start(at_ms)
+        date = day_start(date_ms if date_ms is not None else at_ms)
         if prepayment:
             self.ledger.post_prepayment_allocation(credit, date_ms=date, created_ms=at_ms)
         credit["Allocations"].append(
@@ -1272,6 +1277,19 @@ class OrgBuilder:
         self.put("Quotes", doc, date_ms=date)
         return doc
 
+    def _contact_names(self) -> set[str]:
+        names: set[str] | None = getattr(self, "_names_in_use", None)
+        if names is None:
+            names = set()
+            if not self.fresh:
+                rows = self.store.query(
+                    "SELECT json_extract(doc, '$.Name') FROM records WHERE tenant_id=? AND endpoint='Contacts'",
+                    (self.tenant_id,),
+                )
+                names = {str(name).lower() for (name,) in rows if name}
+            self._names_in_use = names
+        return names
+
     def create_contact(
         self, at_ms: int, *, customer: bool, supplier: bool, currency: str | None = None
     ) -> dict[str, Any]:
@@ -1282,6 +1300,11 @@ class OrgBuilder:
         n = self.next_number("CONTACT")
         name = f"{first} {last}" if person else f"{rng.choice(_BUSINESS)}"
         name = f"{name} ({n})" if not person or rng.random() < 0.5 else name
+        if name.lower() in self._contact_names():
+            # Xero refuses a second active contact with the same name ("The contact name ... is already assigned
+            # to another contact", https://developer.xero.com/documentation/api/accounting/contacts#post-contacts).
+            name = f"{name} ({n})"
+        self._contact_names().add(name.lower())
         city, region, postcode = rng.choice(p.cities)
         doc: dict[str, Any] = {
             "ContactID": self.uid(),
@@ -2050,17 +2073,21 @@ class _History:
             credit_kind = "ACCRECCREDIT" if kind == "ACCREC" else "ACCPAYCREDIT"
             credit_at = at + rng.randrange(2, 20) * DAY_MS
             b.schedule(credit_at, partial(self._credit, invoice, credit_kind, share, credit_at))
-        if kind == "ACCREC" and r > 0.96 and self.open_prepayments:
-            prepayment = self.open_prepayments[-1]
-            if b.allocate_credit(prepayment, invoice, at + HOUR_MS):
-                self.open_prepayments.pop()
+        # A customer's open prepayment or overpayment goes against their next invoice. Xero allocates a credit only
+        # to a document of the same contact ("The contact on the prepayment must match the contact on the
+        # invoice", https://developer.xero.com/documentation/api/accounting/prepayments#allocating-prepayments).
+        if kind == "ACCREC":
+            prepayment = self._open_credit(self.open_prepayments, invoice)
+            if prepayment is not None and b.allocate_credit(prepayment, invoice, at + HOUR_MS):
+                self.open_prepayments.remove(prepayment)
                 if invoice["Status"] == "PAID":
                     return
-        if kind == "ACCREC" and 0.9 < r < 0.93 and self.open_overpayments:
-            overpayment = self.open_overpayments[-1]
-            b.allocate_credit(overpayment, invoice, at + HOUR_MS)
-            if overpayment["Status"] != "AUTHORISED":
-                self.open_overpayments.pop()
+            overpayment = self._open_credit(self.open_overpayments, invoice)
+            if overpayment is not None and b.allocate_credit(overpayment, invoice, at + HOUR_MS):
+                if overpayment["Status"] != "AUTHORISED":
+                    self.open_overpayments.remove(overpayment)
+                if invoice["Status"] == "PAID":
+                    return
         # Most get paid: customers around the due date, suppliers on the Thursday pay run before it is due.
         if rng.random() < 0.06:
             return  # never paid (bad debt, dispute)
@@ -2190,6 +2217,16 @@ class _History:
             self._base_customers = [c for c in self.b.customers if "DefaultCurrency" not in c] or self.b.customers
         return self._base_customers
 
+    @staticmethod
+    def _open_credit(credits: list[dict[str, Any]], invoice: dict[str, Any]) -> dict[str, Any] | None:
+        contact_id = invoice["Contact"]["ContactID"]
+        return next((c for c in reversed(credits) if c["Contact"]["ContactID"] == contact_id), None)
+
+    def _invoice_against_credit(self, customer: dict[str, Any], at: int) -> None:
+        """The customer who paid a deposit or overpaid is invoiced again; the credit is allocated to it."""
+        invoice = self.b.create_invoice("ACCREC", at, contact=customer)
+        self._plan_settlement(invoice, at)
+
     def _prepayment(self, at: int) -> None:
         b = self.b
         customer = b.rng.choice(self.base_customers())
@@ -2206,6 +2243,8 @@ class _History:
         )
         prepayment = b.pending[("Prepayments", doc["PrepaymentID"])][0]
         self.open_prepayments.append(prepayment)
+        when = self.at(day_start(at) + b.rng.randrange(3, 30) * DAY_MS)
+        b.schedule(when, partial(self._invoice_against_credit, customer, when))
 
     def _overpayment(self, at: int) -> None:
         b = self.b
@@ -2222,6 +2261,8 @@ class _History:
             reference="Overpaid",
         )
         self.open_overpayments.append(b.pending[("Overpayments", doc["OverpaymentID"])][0])
+        when = self.at(day_start(at) + b.rng.randrange(5, 60) * DAY_MS)
+        b.schedule(when, partial(self._invoice_against_credit, customer, when))
 
     def _quote(self, at: int, recent: int) -> None:
         b = self.b

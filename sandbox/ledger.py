@@ -244,19 +244,20 @@ class Ledger:
         self._pending.clear()
         self._pending_by_source.clear()
 
-    def _lines_of(self, source_id: str) -> list[Line]:
-        lines: list[Line] = []
+    def _lines_of(self, source_id: str) -> dict[int, list[Line]]:
+        """Everything posted so far for `source_id`, by journal date."""
+        by_date: dict[int, list[Line]] = {}
         for j in self._pending_by_source.get(source_id, []):
-            lines.extend(j.lines)
+            by_date.setdefault(j.date_ms, []).extend(j.lines)
         rows = self.store.query(
-            "SELECT l.account_id, l.net_amount, l.tax_amount, l.tax_type, l.tax_name, l.description, l.contact_id,"
-            " l.tracking FROM journal_lines l WHERE l.tenant_id=? AND l.journal_number IN"
-            " (SELECT journal_number FROM journals WHERE tenant_id=? AND source_id=?)"
-            " ORDER BY l.journal_number, l.line_no",
-            (self.tenant_id, self.tenant_id, source_id),
+            "SELECT j.journal_date_ms, l.account_id, l.net_amount, l.tax_amount, l.tax_type, l.tax_name,"
+            " l.description, l.contact_id, l.tracking FROM journal_lines l JOIN journals j"
+            " ON j.tenant_id = l.tenant_id AND j.journal_number = l.journal_number"
+            " WHERE l.tenant_id=? AND j.source_id=? ORDER BY l.journal_number, l.line_no",
+            (self.tenant_id, source_id),
         )
-        for account_id, net, tax, tax_type, tax_name, description, contact_id, tracking in rows:
-            lines.append(
+        for date_ms, account_id, net, tax, tax_type, tax_name, description, contact_id, tracking in rows:
+            by_date.setdefault(int(date_ms), []).append(
                 Line(
                     self.account(account_id),
                     to_cents(net),
@@ -268,7 +269,7 @@ class Ledger:
                     json.loads(tracking) if tracking else None,
                 )
             )
-        return lines
+        return by_date
 
     def reverse(
         self,
@@ -279,34 +280,41 @@ class Ledger:
         created_ms: int | None = None,
         reference: str | None = None,
     ) -> int:
-        """Post one journal undoing everything posted so far for `source_id` (a void or a deletion).
+        """Undo everything posted so far for `source_id` (a void, a deletion, or the first half of an edit).
 
-        Returns 0 when nothing was posted for it (a draft).
+        The reversal is dated like what it reverses, not `date_ms` (the day of the void): Xero takes a voided or
+        deleted document out of the reports of its own period, which is why a void is refused in a locked
+        period (https://central.xero.com/s/article/Void-an-invoice; lock dates:
+        https://central.xero.com/s/article/Lock-dates). One reversing journal per original journal date.
+        Returns the last journal number, or 0 when nothing was posted for it (a draft).
         """
-        lines = self._lines_of(source_id)
-        negated = [
-            Line(
-                line.account,
-                -line.net_cents,
-                -line.tax_cents,
-                line.tax_type,
-                line.tax_name,
-                line.description,
-                line.contact_id,
-                line.tracking,
+        del date_ms  # kept in the signature: callers say when the void happened (created_ms carries it)
+        number = 0
+        for original_date, lines in sorted(self._lines_of(source_id).items()):
+            negated = [
+                Line(
+                    line.account,
+                    -line.net_cents,
+                    -line.tax_cents,
+                    line.tax_type,
+                    line.tax_name,
+                    line.description,
+                    line.contact_id,
+                    line.tracking,
+                )
+                for line in lines
+            ]
+            if not any(line.net_cents for line in negated):
+                continue
+            number = self.post(
+                source_type=source_type,
+                source_id=source_id,
+                date_ms=original_date,
+                lines=negated,
+                reference=reference,
+                created_ms=created_ms,
             )
-            for line in lines
-        ]
-        if not any(line.net_cents for line in negated):
-            return 0
-        return self.post(
-            source_type=source_type,
-            source_id=source_id,
-            date_ms=date_ms,
-            lines=negated,
-            reference=reference,
-            created_ms=created_ms,
-        )
+        return number
 
     # -- documents ----------------------------------------------------------------------
     def _document_lines(

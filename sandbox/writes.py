@@ -1552,7 +1552,8 @@ def _allocation(context: Context, name: str, record_id: str, element: dict[str, 
             raise ElementError("A prepayment is allocated whole in the sandbox")
         remaining = credit["RemainingCredit"]
         credit["RemainingCredit"] = amount
-        ok = context.builder.allocate_credit(credit, invoice, context.now_ms)
+        # The allocation is dated as asked (its journal too): Allocations take a Date (SPEC Allocation.Date).
+        ok = context.builder.allocate_credit(credit, invoice, context.now_ms, date_ms=date_ms)
         credit["RemainingCredit"] = from_cents(to_cents(remaining) - to_cents(amount))
         if credit["RemainingCredit"] != 0:
             credit["Status"] = "AUTHORISED"

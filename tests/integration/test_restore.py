@@ -161,11 +161,6 @@ def test_generated_organisation_restore_names_every_exception(
     assert len(done) == len(set(done))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sandbox/generate.py allocates prepayments and overpayments to invoices of OTHER contacts, which Xero "
-    "(and sandbox/writes.py) refuse, so those allocations cannot be restored; see docs/restore.md",
-)
 def test_generated_organisation_trial_balance_matches(
     generated: tuple[Installation, str], clean_restore: tuple[str, str, Any]
 ) -> None:
