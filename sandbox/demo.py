@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from appliance.backup.run import BackupOutcome
+from appliance.points.usecases import PointsService
 from appliance.service import Appliance
 from appliance.settings import SecretRef, Settings, XeroApp, XeroHosts
 from appliance.xero.oauth import CallbackReceiver
@@ -94,8 +97,23 @@ def _repository_bytes(data_dir: Path) -> int:
     return total
 
 
-def run_demo(*, orgs: int, days: int, size: str, seed: int, data_dir: Path, quiet: bool = False) -> dict[str, Any]:
-    """Run the headless demo and return its summary."""
+def run_demo(
+    *,
+    orgs: int,
+    days: int,
+    size: str,
+    seed: int,
+    data_dir: Path,
+    quiet: bool = False,
+    damage_day: int | None = None,
+    then: Callable[[Settings, str | None], None] | None = None,
+) -> dict[str, Any]:
+    """Run the demo and return its summary.
+
+    On `damage_day` (default: the day before the last) a connected app's bad onboarding re-imports the last
+    three months of one organisation's bills (`sandbox.damage`); the next backup's detection raises a finding.
+    `then(settings, org_id)`, if given, runs while the sandbox still serves (the TUI), opened on the damaged
+    organisation."""
     started = time.monotonic()
     port = _free_port()
     redirect_uri = f"http://localhost:{port}/callback"
@@ -129,10 +147,31 @@ def run_demo(*, orgs: int, days: int, size: str, seed: int, data_dir: Path, quie
                 records = sum(r.records for r in results)
                 say(f"{label}: {ok}/{len(results)} backed up, {records:,} records read, {calls} API calls")
 
+            findings: list[dict[str, Any]] = []
+            victim = connected[-1].org_id if connected else None
+            bad_day = damage_day if damage_day is not None else max(1, days - 1)
+
+            def detect() -> None:
+                service = PointsService(appliance)
+                for organisation in appliance.organisations():
+                    latest = appliance.state.points.latest(organisation.org_id)
+                    if latest is None or len(appliance.points(organisation.org_id)) < 2:
+                        continue
+                    for finding in service.detect_after_backup(organisation.org_id, latest.snapshot_id):
+                        findings.append({"org": organisation.name, "severity": str(finding.severity)})
+                        say(f"[red]damage suspected[/] in {organisation.name}: {finding.summary}")
+
             backup("day 0 full backup", True)
             for day in range(1, days + 1):
                 sandbox.advance(1)
+                if day == bad_day and victim is not None:
+                    staged = sandbox._admin(
+                        "POST", "damage", {"kind": "onboarding", "tenant": victim, "months": 3, "limit": 25}
+                    )
+                    created = len(staged.get("created", []) or [])
+                    say(f"day {day}: a connected app's onboarding re-imported {created} bills (the damage)")
                 backup(f"day {day} incremental", False)
+                detect()
             points = sum(len(appliance.points(o.org_id)) for o in appliance.organisations())
             summary = {
                 "data_dir": str(data_dir),
@@ -148,10 +187,13 @@ def run_demo(*, orgs: int, days: int, size: str, seed: int, data_dir: Path, quie
                 "full_run_calls": sum(o.calls for o in outcomes if o.mode == "full"),
                 "incremental_run_calls": sum(o.calls for o in outcomes if o.mode == "incremental"),
                 "repository_bytes": _repository_bytes(data_dir),
+                "findings": len(findings),
                 "seconds": round(time.monotonic() - started, 1),
             }
         finally:
             appliance.close()
+        if then is not None:
+            then(settings, victim if findings else None)
     return summary
 
 
@@ -173,7 +215,22 @@ def register(app: typer.Typer) -> None:
             data_dir = Path(tempfile.mkdtemp(prefix="strongroom-demo-"))
         data_dir = data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        summary = run_demo(orgs=orgs, days=days, size=size, seed=seed, data_dir=data_dir, quiet=quiet)
+
+        def open_tui(settings: Settings, org_id: str | None) -> None:
+            from tui.app import run as run_tui  # the sandbox may use the TUI; appliance never does
+
+            run_tui(settings, open_org=org_id)
+
+        interactive = not headless and not json_output and sys.stdin.isatty() and sys.stdout.isatty()
+        summary = run_demo(
+            orgs=orgs,
+            days=days,
+            size=size,
+            seed=seed,
+            data_dir=data_dir,
+            quiet=quiet,
+            then=open_tui if interactive else None,
+        )
         if json_output:
             from appliance.cli import print_json
 
@@ -183,6 +240,8 @@ def register(app: typer.Typer) -> None:
         for key, value in summary.items():
             table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
         Console().print(table)
-        if not headless:
-            err.print("The terminal UI is not built yet; this was the headless demo.")
-        err.print(f"Inspect it: strongroom -c {summary['config']} orgs")
+        if not headless and not interactive:
+            err.print("No terminal here, so no terminal UI: this was the headless demo.")
+        err.print(
+            f"Inspect it: strongroom -c {summary['config']} findings   (or: strongroom -c {summary['config']} tui)"
+        )

@@ -125,3 +125,32 @@ def test_plain_strongroom_on_a_terminal_opens_the_tui(installation: Installation
     while tmux.alive() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not tmux.alive(), "the TUI did not quit on ctrl+q"
+
+
+def test_the_interactive_demo_opens_the_tui_on_the_damaged_organisation(tmp_path: Path) -> None:
+    """`strongroom demo` (no --headless) on a terminal: a simulated week with a bad onboarding, then the TUI
+    opens on the organisation whose damage was detected, its last clean point marked."""
+    session = f"strongroom-demo-{uuid.uuid4().hex[:8]}"
+    binary = Path(sys.executable).with_name("strongroom")
+    command = f"{binary} demo --orgs 1 --days 3 --data-dir {tmp_path / 'demo'}"
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "140", "-y", "40", command],
+        check=True,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )
+    terminal = Tmux(session)
+    try:
+        deadline = time.monotonic() + 240  # the demo's week runs first (not a timing assertion)
+        screen = ""
+        while time.monotonic() < deadline and terminal.alive():
+            screen = terminal.screen()
+            if "Backup points" in screen and "last clean point" in screen:
+                break
+            time.sleep(0.5)
+        assert "Findings (" in screen, screen
+        assert "damage found here" in screen
+        assert "last clean point" in screen
+        terminal.keys("C-q")
+    finally:
+        if terminal.alive():
+            subprocess.run(["tmux", "kill-session", "-t", session], check=False)
