@@ -166,6 +166,8 @@ class Appliance:
         async def one(org: Organisation) -> BackupOutcome:
             async with semaphore:
                 outcome = await engine.backup(org, full=full, progress=progress, cancel=cancel)
+                if outcome.status == "succeeded" and outcome.snapshot_id and self.settings.backup.detect_damage:
+                    await asyncio.to_thread(self.detect_damage, org, outcome)
                 if on_outcome is not None:
                     on_outcome(outcome)
                 return outcome
@@ -175,6 +177,26 @@ class Appliance:
         finally:
             for client in clients.values():
                 await client.aclose()
+
+    def detect_damage(self, org: Organisation, outcome: BackupOutcome) -> None:
+        """Run the damage rules on the step to the new point and alert on warning or critical findings.
+
+        Detection never fails a backup: an error becomes a warning on the outcome and in the log."""
+        from appliance import alerts
+        from appliance.points.usecases import PointsService  # points builds on this module
+        from appliance.store.fleet import Fleet
+
+        assert outcome.snapshot_id is not None
+        try:
+            findings = PointsService(self).detect_after_backup(org.org_id, outcome.snapshot_id)
+        except Exception as error:  # the point is safe; detection can be re-run by hand
+            log.warning("damage detection on %s failed: %s", org.name, error)
+            outcome.warnings.append(f"damage detection failed: {error}")
+            return
+        serious = [f for f in findings if f.severity in ("warning", "critical") and f.acknowledged_at is None]
+        if serious:
+            alerter = alerts.Alerter(self.settings.alerts, Fleet(self.state.db))
+            alerter.send(alerts.damage_suspected(org.org_id, org.name, [f.summary for f in serious]))
 
     def summary(self) -> dict[str, Any]:
         """Fleet figures for `strongroom orgs` and the demo summary."""

@@ -165,6 +165,9 @@ class BackupSettings(_Model):
     """Organisations backed up at once by one process (each is still held to its own tenant limits)."""
     aged_report_contacts: int = 10
     """Aged receivables/payables cost one call per contact: capture them for this many contacts owing most."""
+    detect_damage: bool = True
+    """After each successful backup, compare the new point with the previous one and raise damage findings
+    (stored, shown by `strongroom findings`, and alerted when warning or critical)."""
 
 
 class OrganisationSchedule(_Model):

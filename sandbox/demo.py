@@ -25,7 +25,6 @@ from rich.console import Console
 from rich.table import Table
 
 from appliance.backup.run import BackupOutcome
-from appliance.points.usecases import PointsService
 from appliance.service import Appliance
 from appliance.settings import SecretRef, Settings, XeroApp, XeroHosts
 from appliance.xero.oauth import CallbackReceiver
@@ -152,14 +151,15 @@ def run_demo(
             bad_day = damage_day if damage_day is not None else max(1, days - 1)
 
             def detect() -> None:
-                service = PointsService(appliance)
+                """Every backup ran the damage rules on its new point (`backup.detect_damage`): report new findings."""
                 for organisation in appliance.organisations():
                     latest = appliance.state.points.latest(organisation.org_id)
-                    if latest is None or len(appliance.points(organisation.org_id)) < 2:
+                    if latest is None:
                         continue
-                    for finding in service.detect_after_backup(organisation.org_id, latest.snapshot_id):
-                        findings.append({"org": organisation.name, "severity": str(finding.severity)})
-                        say(f"[red]damage suspected[/] in {organisation.name}: {finding.summary}")
+                    for finding in appliance.state.findings.list(organisation.org_id):
+                        if finding.point_after == latest.snapshot_id:
+                            findings.append({"org": organisation.name, "severity": finding.severity})
+                            say(f"[red]damage suspected[/] in {organisation.name}: {finding.summary}")
 
             backup("day 0 full backup", True)
             for day in range(1, days + 1):
