@@ -192,6 +192,14 @@ def resolve(method: str, path: str) -> WriteRoute:
             return WriteRoute("group_contact", method, collection, parts[1], parts[3])
     if head in ("creditnotes", "prepayments", "overpayments") and sub == "allocations" and n == 3 and method == "PUT":
         return WriteRoute("allocations", method, collection, parts[1])
+    # SPEC deleteCreditNoteAllocations / deletePrepaymentAllocations / deleteOverpaymentAllocations
+    if (
+        head in ("creditnotes", "prepayments", "overpayments")
+        and sub == "allocations"
+        and n == 4
+        and method == "DELETE"
+    ):
+        return WriteRoute("allocation", method, collection, parts[1], parts[3])
     if sub == "history" and n == 3 and method == "PUT" and head in _HISTORY_ENDPOINTS:
         return WriteRoute("history", method, collection, parts[1])
     if sub == "attachments" and n == 4 and method in ("PUT", "POST") and head in _ATTACHMENT_ENDPOINTS:
@@ -376,6 +384,18 @@ def _handle(
             c, name, route.record_ref or "", e
         )
         return _batch(context, request, elements, processor, "Allocations", summarize, as_json)
+    if route.kind == "allocation":
+        try:
+            with context.store.transaction():
+                allocation = _delete_allocation(context, name, route.record_ref or "", route.sub_ref or "")
+                context.builder.flush()
+        except ElementError as error:
+            context.reset()
+            raise _bad_request("; ".join(error.messages)) from None
+        # SPEC: "Success - return response of type Allocation with the isDeleted flag as true" (not wrapped).
+        if as_json:
+            return ApiResponse(200, orjson.dumps(allocation), "application/json; charset=utf-8")
+        return ApiResponse(200, accounting.render_xml("Allocation", allocation), "text/xml; charset=utf-8")
     if route.kind == "single":
         if route.method == "DELETE":
             return _respond(request, now_ms, name, [_delete(context, route)], as_json)
@@ -1892,6 +1912,71 @@ def _delete(context: Context, route: WriteRoute) -> dict[str, Any]:
     with context.store.transaction():
         context.store.delete_record(context.tenant_id, name, record_id)
     return doc
+
+
+def _delete_allocation(context: Context, name: str, record_id: str, allocation_id: str) -> dict[str, Any]:
+    """Undo one allocation of a credit note, prepayment or overpayment: the credit gets its amount back, the
+    invoice owes it again (PAID goes back to AUTHORISED) and a prepayment's allocation journal is reversed at
+    the allocation's date. The allocation stays on the credit with `IsDeleted: true`, as Xero lists it."""
+    credit = context.get(name, record_id)
+    if credit is None:
+        raise accounting.not_found()
+    allocation = next(
+        (a for a in credit.get("Allocations", []) if a.get("AllocationID") == allocation_id and not a.get("IsDeleted")),
+        None,
+    )
+    if allocation is None:
+        raise accounting.not_found()
+    date_ms = _parse_date(allocation["Date"])
+    _check_lock(context, date_ms)
+    invoice = context.get("Invoices", str((allocation.get("Invoice") or {}).get("InvoiceID")))
+    if invoice is None or invoice["Status"] not in ("AUTHORISED", "PAID"):
+        raise ElementError("The invoice of this allocation cannot take the amount back (voided or deleted)")
+    cents = to_cents(allocation["Amount"])
+    allocation["IsDeleted"] = True
+    credit["RemainingCredit"] = from_cents(to_cents(credit["RemainingCredit"]) + cents)
+    credit["AppliedAmount"] = from_cents(max(0, to_cents(credit.get("AppliedAmount", 0.0)) - cents))
+    if credit["Status"] == "PAID":
+        credit["Status"] = "AUTHORISED"
+        credit.pop("FullyPaidOnDate", None)
+    credit["UpdatedDateUTC"] = ms_date(context.now_ms)
+    key = {"CreditNotes": "CreditNotes", "Prepayments": "Prepayments", "Overpayments": "Overpayments"}[name]
+    id_field = key[:-1] + "ID"
+    entries = invoice.get(key, [])
+    for index, entry in enumerate(entries):
+        if entry.get(id_field, entry.get("ID")) == record_id and to_cents(entry.get("AppliedAmount", 0)) == cents:
+            del entries[index]
+            break
+    invoice["AmountCredited"] = from_cents(to_cents(invoice["AmountCredited"]) - cents)
+    invoice["AmountDue"] = from_cents(context.builder.due_cents(invoice))
+    if invoice["Status"] == "PAID" and to_cents(invoice["AmountDue"]) > 0:
+        invoice["Status"] = "AUTHORISED"
+        invoice.pop("FullyPaidOnDate", None)
+    invoice["UpdatedDateUTC"] = ms_date(context.now_ms)
+    if name == "Prepayments":
+        ledger = context.builder.ledger
+        receivable = credit["Type"] == "RECEIVE-PREPAYMENT"
+        lines = ledger._document_lines(
+            credit,
+            sign=-1 if receivable else 1,
+            control=ledger.system("DEBTORS" if receivable else "CREDITORS"),
+            contact_id=credit.get("Contact", {}).get("ContactID"),
+            rate=credit.get("CurrencyRate"),
+        )
+        ledger.post(
+            source_type="ARPREPAYMENT" if receivable else "APPREPAYMENT",
+            source_id=record_id,
+            date_ms=day_start(date_ms),
+            lines=lines,
+            reference=credit.get("Reference"),
+            created_ms=context.now_ms,
+        )
+    context.put(name, credit, parse_ms_date(credit["Date"]))
+    context.put("Invoices", invoice, parse_ms_date(invoice["Date"]))
+    context.note(
+        name, record_id, "Allocation deleted", f"{from_cents(cents):,.2f} removed from {invoice['InvoiceNumber']}."
+    )
+    return {**allocation, "Amount": from_cents(cents)}
 
 
 def _history_note(context: Context, name: str, record_id: str, element: Any) -> dict[str, Any]:

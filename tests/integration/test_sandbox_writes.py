@@ -896,3 +896,49 @@ def test_setup_batch_payments_repeating_invoices_and_linked_transactions(server:
         )
     finally:
         api.close()
+
+
+def test_deleting_an_allocation_gives_the_credit_back_and_the_invoice_owes_again(api: WriteApi) -> None:
+    contact = _created(api, "/Contacts", "Contacts", {"Name": "Allocation Undone Ltd"})
+    line = {"Description": "Work", "Quantity": 1.0, "UnitAmount": 100.0, "AccountCode": "200", "TaxType": "OUTPUT2"}
+    invoice = _created(
+        api,
+        "/Invoices",
+        "Invoices",
+        {
+            "Type": "ACCREC",
+            "Contact": {"ContactID": contact["ContactID"]},
+            "Date": "2026-10-01",
+            "DueDate": "2026-10-31",
+            "Status": "AUTHORISED",
+            "LineItems": [line],
+        },
+    )
+    credit = _created(
+        api,
+        "/CreditNotes",
+        "CreditNotes",
+        {
+            "Type": "ACCRECCREDIT",
+            "Contact": {"ContactID": contact["ContactID"]},
+            "Date": "2026-10-02",
+            "Status": "AUTHORISED",
+            "LineItems": [{**line, "UnitAmount": 40.0}],
+        },
+    )
+    path = f"/CreditNotes/{credit['CreditNoteID']}/Allocations"
+    body = {"Allocations": [{"Invoice": {"InvoiceID": invoice["InvoiceID"]}, "Amount": 46.0, "Date": "2026-10-03"}]}
+    allocation = api.one(api.put(path, body), "Allocations")
+    owed = api.get(f"/Invoices/{invoice['InvoiceID']}")["Invoices"][0]["AmountDue"]
+    deleted = api.call("DELETE", f"{path}/{allocation['AllocationID']}")  # the response is checked against SPEC
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["IsDeleted"] is True
+    after_credit = api.get(f"/CreditNotes/{credit['CreditNoteID']}")["CreditNotes"][0]
+    after_invoice = api.get(f"/Invoices/{invoice['InvoiceID']}")["Invoices"][0]
+    assert after_credit["Status"] == "AUTHORISED"
+    assert after_credit["RemainingCredit"] == pytest.approx(46.0)
+    assert after_invoice["AmountDue"] == pytest.approx(owed + 46.0)
+    assert after_invoice["AmountCredited"] == pytest.approx(0.0)
+    # The same allocation cannot be deleted twice.
+    again = api.call("DELETE", f"{path}/{allocation['AllocationID']}")
+    assert again.status_code == 404
