@@ -139,6 +139,9 @@ def _register_core() -> None:
     from appliance import integrations_commands
 
     integrations_commands.register(app)
+    from appliance import status_commands
+
+    status_commands.register(app)
 
 
 _register_core()

@@ -162,6 +162,13 @@ class Runs:
         )
         return [_run(row) for row in rows]
 
+    def calls_since(self, since: float) -> dict[str, int]:
+        """Xero calls per organisation by runs started since `since` (UNIX seconds): the day budget spent."""
+        rows = self.db.query(
+            "SELECT org_id, sum(calls) AS calls FROM runs WHERE started_at >= ? GROUP BY org_id", (since,)
+        )
+        return {row["org_id"]: int(row["calls"] or 0) for row in rows}
+
     def latest(self, org_id: str, *, status: RunStatus | None = None) -> Run | None:
         runs = self.list(org_id, status=status, limit=1)
         return runs[0] if runs else None
