@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
-from appliance.errors import UsageError
+from appliance.errors import Interrupted, StrongroomError, UsageError
 from appliance.points.index import ProgressCallback
 from appliance.points.queries import VIEWS, Filters, Table
 from appliance.points.usecases import PointsService
@@ -211,12 +211,23 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", help="Directory to write (or a .csv file with --view).")],
         view: Annotated[str | None, typer.Option(help="Export one query result instead of the whole point.")] = None,
         types: Annotated[list[str] | None, typer.Option("--type", help="Only these endpoints.")] = None,
+        export_format: Annotated[
+            str, typer.Option("--format", help="csv, or xero-import (Xero's import templates).")
+        ] = "csv",
+        age_recipient: Annotated[
+            str | None, typer.Option("--age-recipient", help="Encrypt the export to this age key (one archive).")
+        ] = None,
         json_output: JsonOption = False,
     ) -> None:
-        """Export a point as CSV files: one per endpoint, line items, attachments list, reports, export.json."""
+        """Export a point as CSV files: one per endpoint, line items, attachments list, reports, export.json.
+
+        A whole-point export is an `export` job: the running daemon's, watched here, or run in this process."""
         service = _service(ctx)
         with _progress(ctx) as progress:
-            summary = service.export(org, point, out, view=view, types=types, progress=progress)
+            if view is not None:
+                summary = service.export(org, point, out, view=view, types=types, progress=progress)
+            else:
+                summary = _export_job(service, org, point, out, types, export_format, age_recipient, progress)
         if json_output:
             _print_json(summary)
             return
@@ -224,6 +235,39 @@ def register(app: typer.Typer) -> None:
         for name, figures in files.items():
             typer.echo(f"{name}: {figures['rows']} rows")
         err.print(f"exported to {out}")
+
+    def _export_job(
+        service: PointsService,
+        org: str,
+        point: str,
+        out: Path,
+        types: list[str] | None,
+        export_format: str,
+        age_recipient: str | None,
+        progress: ProgressCallback | None,
+    ) -> dict[str, Any]:
+        from appliance.points.export_job import submit_export
+        from appliance.store import JobState
+
+        def show(_job: Any, report: dict[str, Any]) -> None:
+            if progress is not None and report.get("phase") in _PHASES and report.get("total"):
+                progress(str(report["phase"]), int(report.get("done") or 0), int(report["total"]))
+
+        job = submit_export(
+            service.appliance,
+            org,
+            point,
+            out,
+            types=types,
+            format=export_format,
+            age_recipient=age_recipient,
+            on_progress=show,
+        )
+        if job.state is not JobState.DONE:
+            raise (Interrupted if job.state is JobState.CANCELLED else StrongroomError)(
+                f"export job {job.job_id} {job.state.value}: {job.error or ''}".strip()
+            )
+        return dict(job.result or {})
 
     @app.command()
     def findings(

@@ -1,17 +1,17 @@
 """CLI commands for restoring a backup point into a new Xero organisation: `strongroom restore ...`.
 
-`plan` (a dry run), `run` (plan, record, and run in this process), `resume`, `status`, `cancel`, `retry`
-(queue refused records again after fixing their cause), `verify` (reports to the cent and the exceptions,
-Markdown or `--json`) and `checklist [--tick N]`. Thin: each command calls `appliance.restore.usecases` and
-prints; data (and `--json`) on stdout, progress and diagnostics on stderr.
+`plan` (a dry run), `run` (plan, record, and run the restore's job), `resume` (run its job again), `status`
+(with the job's live progress), `cancel` (the job stops at its next checkpoint), `retry` (queue refused records
+again after fixing their cause), `verify` (reports to the cent and the exceptions, Markdown or `--json`) and
+`checklist [--tick N]`. `run` and `resume` queue a `restore` job for the daemon and watch it when a daemon
+runs, else run the same job in this process (`appliance.restore.job`). Thin: each command calls the restore's
+use cases and prints; data (and `--json`) on stdout, progress and diagnostics on stderr.
 """
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -22,9 +22,12 @@ from appliance.errors import Interrupted, PartialFailure, StrongroomError, Usage
 from appliance.restore import usecases
 from appliance.restore.push import RunOutcome
 from appliance.service import Appliance
+from appliance.store import Job, JobState
+from appliance.store.fleet import Fleet
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 err = Console(stderr=True)
+WATCH_INTERVAL = 0.5
 
 restore_app = typer.Typer(help="Restore a backup point into a new Xero organisation.", no_args_is_help=True)
 
@@ -43,45 +46,71 @@ def _quiet(ctx: typer.Context) -> bool:
     return bool(getattr(ctx.obj, "quiet", False))
 
 
-@contextmanager
-def _cancel_on_sigterm() -> Iterator[threading.Event]:
-    """SIGTERM/SIGINT stop the run between batches (the journal makes any stop safe; this one is tidy)."""
-    event = threading.Event()
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def handler(signum: int, frame: object) -> None:
-        event.set()
-
-    for sig in previous:
-        signal.signal(sig, handler)
-    try:
-        yield event
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def _run(ctx: typer.Context, appliance: Appliance, restore_id: str, json_output: bool) -> None:
+    """Run the restore's job: queued for the daemon and watched when one runs, else in this process."""
+    from appliance.restore.job import run_here
+
     quiet = _quiet(ctx) or json_output
+    restore = appliance.state.restores.get(restore_id)
+    job: Job | None = None
+    shown: dict[str, Any] = {}
 
-    def progress(step: str, done: int, total: int) -> None:
-        if not quiet and total:
-            err.print(f"{step}: {done}/{total}", highlight=False)
+    def show(job: Job, progress: dict[str, Any]) -> None:
+        line = _progress_line(progress)
+        if not quiet and line and line != shown.get("line"):
+            err.print(f"job {job.job_id}: {line}", highlight=False)
+            shown["line"] = line
 
-    with _cancel_on_sigterm() as cancel:
-        outcome = usecases.run_restore(appliance, restore_id, progress=progress, cancel=cancel)
+    if restore.status != "finished":
+        if Fleet(appliance.state.db).running_daemon() is not None:
+            job = usecases.enqueue_restore(appliance, restore.restore_id, now=True)
+            if not quiet:
+                err.print(
+                    f"restore {restore.restore_id[:8]} is job {job.job_id} of the running daemon; watching "
+                    "(Ctrl-C stops watching, not the restore)",
+                    highlight=False,
+                )
+            job = _watch(appliance, job, show)
+        else:
+            job = run_here(appliance, restore.restore_id, on_progress=show)
+    outcome = usecases.outcome_of(appliance, restore.restore_id)
     _print_outcome(outcome, json_output)
     if outcome.status == "failed":
         raise StrongroomError(f"restore {outcome.restore_id[:8]} failed: {outcome.error}")
-    if outcome.status == "cancelled":
+    if outcome.status == "cancelled" or (job is not None and job.state is JobState.CANCELLED):
         raise Interrupted(
             f"restore {outcome.restore_id[:8]} cancelled", hint="`strongroom restore resume` continues it"
         )
-    if outcome.status == "paused":
+    if outcome.status != "finished":
         raise PartialFailure(
-            f"restore {outcome.restore_id[:8]} paused: {outcome.error}",
-            hint=f"`strongroom restore resume {outcome.restore_id[:8]}` after Xero's day window resets",
+            f"restore {outcome.restore_id[:8]} {outcome.status}: {outcome.error}",
+            hint=f"it resumes by itself when a daemon runs, or `strongroom restore resume {outcome.restore_id[:8]}`",
         )
+
+
+def _progress_line(progress: dict[str, Any]) -> str:
+    phase = progress.get("phase")
+    if phase == "restore" and progress.get("total"):
+        return f"{progress.get('step')}: {progress.get('done')}/{progress.get('total')}"
+    if phase == "paused":
+        return f"paused: {progress.get('detail') or ''}".strip()
+    return str(phase or "")
+
+
+def _watch(appliance: Appliance, job: Job, show: Callable[[Job, dict[str, Any]], None]) -> Job:
+    """Follow a job the daemon runs until it ends, or goes back to the queue (paused or the daemon stopped)."""
+    state = appliance.state
+    ran = job.state is JobState.RUNNING
+    while True:
+        job = state.jobs.get(job.job_id)
+        show(job, {**job.progress, "phase": job.state.value} if job.state is not JobState.RUNNING else job.progress)
+        if job.state in (JobState.DONE, JobState.FAILED, JobState.CANCELLED):
+            return job
+        if job.state is JobState.RUNNING:
+            ran = True
+        elif ran or (job.not_before is not None and job.not_before > time.time()):
+            return job  # back in the queue: paused by the day budget, or the daemon stopped
+        time.sleep(WATCH_INTERVAL)
 
 
 def _print_outcome(outcome: RunOutcome, json_output: bool) -> None:
@@ -145,7 +174,7 @@ def run_command(
     allow_non_empty: Annotated[bool, typer.Option("--allow-non-empty", help="Accept a target with data.")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Plan (refusing on a blocker), record and run a restore in this process."""
+    """Plan (refusing on a blocker), record and run a restore (the daemon's job, or in this process)."""
     appliance = _appliance(ctx)
     try:
         restore = usecases.start_restore(appliance, org, point, target, allow_non_empty=allow_non_empty)
@@ -187,9 +216,11 @@ def status_command(
     if json_output:
         _print_json({"restores": rows})
         return
-    table = Table("restore", "status", "step", "done", "refused", "pending", "calls")
+    table = Table("restore", "status", "step", "done", "refused", "pending", "calls", "job")
     for row in rows:
         counts = row["counts"].values()
+        job = row.get("job")
+        job_text = f"{job['job_id']} {job['state']} {_progress_line(job['progress'])}".strip() if job else "-"
         table.add_row(
             row["restore_id"][:8],
             row["status"],
@@ -198,6 +229,7 @@ def status_command(
             str(sum(c.get("refused", 0) for c in counts)),
             str(sum(c.get("pending", 0) + c.get("sent", 0) for c in counts)),
             str(row["calls"]),
+            job_text,
         )
     Console().print(table)
 

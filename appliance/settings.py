@@ -273,6 +273,9 @@ class Settings(BaseSettings):
     else `~/.local/share/strongroom`."""
     cache_dir: Path | None = Field(default=None, examples=["/var/cache/strongroom"])
     """Opened points and restic caches; default `<data_dir>/cache` (systemd: CacheDirectory)."""
+    points_cache_max_bytes: int = Field(default=2 * 1024**3, ge=0, examples=[2147483648])
+    """Byte budget of the opened-points cache (`<cache_dir>/points`, all organisations together); the least
+    recently opened indexes are evicted beyond it (the point being opened is always kept)."""
     restic_binary: str = "restic"
     """The restic executable (0.14 or newer)."""
     xero: XeroHosts = Field(default_factory=XeroHosts)

@@ -4,8 +4,9 @@ and the time it needs under Xero's limits.
     .venv/bin/python bench/restore_calls.py --size medium
 
 Floor (issue 7): ceil(records / 50) per batchable step plus one call per element of a step Xero takes one at a
-time (accounts, tax rates, currencies, tracking, contact groups, allocations, voids, archiving) and one per
-attachment (`appliance.restore.plan.floor_calls` over the elements the plan selected). Strongroom also reads
+time (accounts, tax rates, currencies, tracking, contact groups, allocations, linked transactions, archiving)
+and one per attachment; voids and deletions are batchable (50 status changes per POST)
+(`appliance.restore.plan.floor_calls` over the elements the plan selected). Strongroom also reads
 the target's settings to map system accounts, tax rates and names (a few calls per run): they are counted.
 Xero's per-minute limit is lifted in the sandbox so the run is quick; "minutes under Xero's limits" is
 calls / 60 (the per-tenant minute limit) and "days" is calls / 5,000 (the day limit above Starter).

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 import logging
 import threading
 import time
@@ -84,10 +85,14 @@ class JobOutcome:
     error: str | None = None
     follow_up: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)
     """(kind, org_id, params) to enqueue after this job finished."""
+    requeue_after: float | None = None
+    """Paused at a checkpoint (e.g. Xero's day budget): back in the queue, to run again from this UNIX time."""
 
 
 Handler = Callable[[JobContext], Awaitable[JobOutcome]]
 _EXTRA_HANDLERS: dict[str, Handler] = {}
+_HANDLER_MODULES = {EXPORT: "appliance.points.export_job", RESTORE: "appliance.restore.job"}
+"""Modules that register a kind's handler when imported (loaded on first use, so every runner has them)."""
 
 
 def register_handler(kind: str, handler: Handler) -> None:
@@ -124,6 +129,8 @@ class JobRunner:
         }
 
     def handler(self, kind: str) -> Handler | None:
+        if kind not in self.handlers and kind not in _EXTRA_HANDLERS and kind in _HANDLER_MODULES:
+            importlib.import_module(_HANDLER_MODULES[kind])
         return self.handlers.get(kind) or _EXTRA_HANDLERS.get(kind)
 
     async def execute(self, job: Job, cancel: threading.Event) -> Job:
@@ -165,6 +172,11 @@ class JobRunner:
         except Exception as error:
             log.exception("job %d (%s) failed unexpectedly", job.job_id, job.kind)
             return state.jobs.finish(job.job_id, JobState.FAILED, error=f"{type(error).__name__}: {error}")
+        if outcome.requeue_after is not None:
+            progress = {"phase": "paused", "resume_after": outcome.requeue_after, "detail": outcome.error or ""}
+            fleet.requeue(job.job_id, progress=progress, not_before=outcome.requeue_after)
+            log.info("job %d (%s) paused at a checkpoint; queued again", job.job_id, job.kind)
+            return state.jobs.get(job.job_id)
         final = state.jobs.finish(job.job_id, outcome.state, result=outcome.result, error=outcome.error)
         for kind, org_id, params in outcome.follow_up:
             if org_id is None or fleet.queued_for(org_id, kind) is None:

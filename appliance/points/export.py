@@ -9,8 +9,9 @@ and `export.json`: per file the row count and the sums of its money columns in e
 checks the CSVs against (`verify_export`). Rows stream from SQLite to the file: memory stays bounded whatever
 the size of the organisation.
 
-Not here yet: zip archives, age encryption and Xero's import templates (issue 5 "Export").
-It must not read restic: attachments' bytes are not exported, only their list.
+`export_point_encrypted` packs the same files into one tar archive encrypted to an age recipient (streamed
+from a private staging directory, which is removed). Not here yet: zip archives and Xero's import templates
+(issue 5 "Export"). It must not read restic: attachments' bytes are not exported, only their list.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
+import tarfile
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,7 @@ STANDARD = (
 )
 MONEY_COLUMNS = ("_total", "LineAmount", "TaxAmount", "SubTotal", "TotalTax", "AmountDue", "AmountPaid", "Amount")
 ProgressCallback = Callable[[str, int, int], None]
+FORMATS = ("csv", "xero-import")
 
 
 def _cell(value: Any) -> Any:
@@ -163,3 +168,40 @@ def verify_export(out: Path) -> list[str]:
         if actual != expected:
             problems.append(f"{name}: export.json says {expected}, the file holds {actual}")
     return problems
+
+
+def export_point_encrypted(
+    index: PointIndex,
+    out: Path,
+    recipient: str,
+    *,
+    types: Sequence[str] | None = None,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """The whole-point export as one tar archive encrypted to the age `recipient` (`age1...`), at `out`.
+
+    The clear files exist only in a 0700 staging directory beside `out`, removed afterwards; the archive is
+    written under a temporary name and renamed, so `out` is either whole or absent."""
+    from pyrage import EncryptError, RecipientError, encrypt_file, x25519
+
+    try:
+        key = x25519.Recipient.from_str(recipient.strip())
+    except (RecipientError, ValueError) as error:
+        raise UsageError(f"not an age recipient: {recipient!r}", hint="an X25519 public key: age1...") from error
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        summary = export_point(index, staging / "export", types=types, progress=progress)
+        archive = staging / "export.tar"
+        with tarfile.open(archive, "w") as tar:
+            tar.add(staging / "export", arcname=out.name.split(".")[0] or "export")
+        temporary = out.with_name(f".{out.name}.part")
+        try:
+            encrypt_file(str(archive), str(temporary), [key])
+        except EncryptError as error:
+            raise UsageError(f"age encryption failed: {error}") from error
+        os.replace(temporary, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {**summary, "archive": str(out), "encrypted_to": recipient.strip()}

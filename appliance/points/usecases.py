@@ -21,7 +21,8 @@ from appliance.models import Organisation
 from appliance.points import diff as diff_module
 from appliance.points import export as export_module
 from appliance.points import queries
-from appliance.points.index import DEFAULT_CACHE_MAX_BYTES, PointIndex, ProgressCallback, is_cached, open_point
+from appliance.points.index import PointIndex, ProgressCallback, is_cached, open_point
+from appliance.points.xero_import import export_xero_import
 from appliance.service import Appliance
 from appliance.store.findings import StoredFinding
 from appliance.store.points import BackupPoint
@@ -34,11 +35,13 @@ class PointsService:
         self,
         appliance: Appliance,
         *,
-        cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
+        cache_max_bytes: int | None = None,
         detect: DetectConfig | None = None,
     ) -> None:
         self.appliance = appliance
-        self.cache_max_bytes = cache_max_bytes
+        self.cache_max_bytes = (
+            cache_max_bytes if cache_max_bytes is not None else appliance.settings.points_cache_max_bytes
+        )
         self.detect_config = detect or DetectConfig()
 
     @property
@@ -124,11 +127,26 @@ class PointsService:
         filters: queries.Filters | None = None,
         types: list[str] | None = None,
         progress: ProgressCallback | None = None,
+        format: str = "csv",
+        age_recipient: str | None = None,
     ) -> dict[str, Any]:
         """The whole point (or `types`) as CSVs in the directory `out`; with `view`, that one query result as
-        a CSV (`out` a file, or a directory to write `<view>.csv` in)."""
+        a CSV (`out` a file, or a directory to write `<view>.csv` in). With `age_recipient` the whole-point
+        export is one age-encrypted tar archive at `out` instead of a directory."""
+        if format not in export_module.FORMATS:
+            raise UsageError(f"unknown export format {format!r}", hint=f"one of: {', '.join(export_module.FORMATS)}")
+        if format == "xero-import" and (view is not None or age_recipient is not None or types):
+            raise UsageError("--format xero-import writes the six import templates of a whole point, unencrypted")
+        if age_recipient is not None and view is not None:
+            raise UsageError("--age-recipient encrypts a whole-point export, not one view")
         with self.open(org_key, point, progress=progress) as index:
             if view is None:
+                if format == "xero-import":
+                    return export_xero_import(index, out, progress=progress)
+                if age_recipient is not None:
+                    return export_module.export_point_encrypted(
+                        index, out, age_recipient, types=types, progress=progress
+                    )
                 return export_module.export_point(index, out, types=types, progress=progress)
             table = queries.run_view(index, view, filters)
             target = out / f"{view}.csv" if out.is_dir() or not out.suffix else out

@@ -99,8 +99,10 @@ STEPS: tuple[Step, ...] = (
          description="payments and refunds (reconciled flag kept)"),
     Step("allocations", "CreditNotes", "{endpoint}/{id}/Allocations", "PUT", "Allocations", 1,
          "accounting.invoices", None, None, description="credit note, overpayment and prepayment allocations"),
-    Step("voids", "Invoices", "{endpoint}/{id}", "POST", "{endpoint}", 1, "accounting.invoices", None, None,
-         description="voided and deleted documents voided or deleted again"),
+    # POST /Invoices, /CreditNotes, /ManualJournals and /BankTransactions take many elements
+    # (updateOrCreate*, with summarizeErrors: SPEC), so status changes go 50 a request, one endpoint per batch.
+    Step("voids", "Invoices", "{endpoint}", "POST", "{endpoint}", 50, "accounting.invoices", None, None,
+         description="voided and deleted documents voided or deleted again (50 a request per endpoint)"),
     Step("linked_transactions", "LinkedTransactions", "LinkedTransactions", "PUT", "LinkedTransactions", 1,
          "accounting.invoices", "linked_transaction", "LinkedTransactionID", summarize=False, wrapped=False,
          description="billable expenses (linked transactions)"),

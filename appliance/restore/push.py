@@ -387,9 +387,8 @@ class RestorePush:
         finished = total - len(pending)
         if self.progress:
             self.progress(step.name, finished, total)
-        for start in range(0, len(pending), step.batch):
+        for chunk in _chunks(step, pending):
             self._check_cancel()
-            chunk = pending[start : start + step.batch]
             prepared: list[_Prepared] = []
             for element in chunk:
                 try:
@@ -474,8 +473,9 @@ class RestorePush:
             if endpoint == "BankTransactions":
                 status = "DELETED"  # bank transactions are deleted, not voided (BT)
             id_field = {"Invoices": "InvoiceID", "CreditNotes": "CreditNoteID", "ManualJournals": "ManualJournalID"}
-            body = {endpoint: [{id_field.get(endpoint, "BankTransactionID"): target, "Status": status}]}
-            return _Prepared(source_id, f"{endpoint}/{target}", "POST", body=body, collection=endpoint)
+            payload = {id_field.get(endpoint, "BankTransactionID"): target, "Status": status}
+            # One element of a batch POST to the endpoint (updateOrCreate*, SPEC): `_run_step` groups by endpoint.
+            return _Prepared(source_id, endpoint, "POST", payload, collection=endpoint)
         if name == "attachments":
             return self._prepare_attachment(source_id)
         if name == "archive":
@@ -571,7 +571,7 @@ class RestorePush:
         elif first.body is not None:
             body = _dumps(first.body)
         elif step.batch > 1 or step.wrapped:
-            body = _dumps({step.collection: [item.payload for item in prepared]})
+            body = _dumps({first.collection or step.collection: [item.payload for item in prepared]})
         else:
             body = _dumps(first.payload)
         key = idempotency_key(self.restore_id, step.name, ids, body)
@@ -810,6 +810,18 @@ def select_elements(step: Step, source: PointSource) -> list[str]:
         ]
         return selected
     return list(records(step.endpoint))
+
+
+def _chunks(step: Step, pending: list[Element]) -> list[list[Element]]:
+    """The step's requests: up to `step.batch` elements each; a step over several endpoints (voids) never
+    mixes two endpoints in one request."""
+    groups: dict[str, list[Element]] = {}
+    for element in pending:
+        endpoint = element.source_id.split(":", 1)[0] if "{endpoint}" in step.collection else ""
+        groups.setdefault(endpoint, []).append(element)
+    return [
+        group[start : start + step.batch] for group in groups.values() for start in range(0, len(group), step.batch)
+    ]
 
 
 def _status_of(record: Mapping[str, Any]) -> str:

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -29,6 +30,7 @@ from appliance.restore.checklist import ChecklistItem, build_checklist
 from appliance.restore.push import PointSource, ProgressCallback, RestorePush, RunOutcome, select_elements
 from appliance.restore.verify import REPORTS, Unrestored, VerifyReport, build_report, report_params
 from appliance.service import Appliance
+from appliance.store import Job, JobState
 from appliance.store.restores import Restore
 from appliance.xero import catalogue
 from appliance.xero.client import XeroClient
@@ -175,22 +177,85 @@ def run_restore(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> RunOutcome:
-    """Run or resume a restore until it finishes, pauses (day budget) or is cancelled."""
+    """Run or resume a restore until it finishes, pauses (day budget) or is cancelled (on a new event loop)."""
+    return asyncio.run(run_restore_async(appliance, restore_id, progress=progress, cancel=cancel))
+
+
+async def run_restore_async(
+    appliance: Appliance,
+    restore_id: str,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> RunOutcome:
+    """`run_restore` on the caller's event loop (the restore job's handler); restic runs in a worker thread."""
     restore = appliance.state.restores.get(restore_id)
     target = appliance.organisation(restore.target_tenant_id)
-    source = PointSource(point_mirror(appliance, restore.org_id, restore.snapshot_id))
+    mirror = await asyncio.to_thread(point_mirror, appliance, restore.org_id, restore.snapshot_id)
+    source = PointSource(mirror)
     client = _client(appliance, target)
+    try:
+        push = RestorePush(
+            appliance.state, client, target.grant_id, restore.restore_id, source, cancel=cancel, progress=progress
+        )
+        return await push.run()
+    finally:
+        await client.aclose()
 
-    async def go() -> RunOutcome:
-        try:
-            push = RestorePush(
-                appliance.state, client, target.grant_id, restore.restore_id, source, cancel=cancel, progress=progress
-            )
-            return await push.run()
-        finally:
-            await client.aclose()
 
-    return asyncio.run(go())
+def outcome_of(appliance: Appliance, restore_id: str) -> RunOutcome:
+    """Where a restore stands, in the shape a run returns (what the CLI prints after watching its job)."""
+    restore = appliance.state.restores.get(restore_id)
+    return RunOutcome(
+        restore.restore_id,
+        restore.status,
+        restore.calls,
+        appliance.state.restores.counts(restore.restore_id),
+        restore.error,
+        restore.resume_after,
+    )
+
+
+# --- the restore as a job ----------------------------------------------------------------------------------------
+RESTORE_JOB = "restore"
+
+
+def restore_jobs(appliance: Appliance, restore_id: str) -> list[Job]:
+    """The jobs that ran or will run this restore, oldest first (kind `restore`, params `{"restore_id": ...}`)."""
+    restore = appliance.state.restores.get(restore_id)
+    return [
+        job
+        for job in appliance.state.jobs.list(kind=RESTORE_JOB, limit=1_000_000)
+        if job.params.get("restore_id") == restore.restore_id
+    ]
+
+
+def active_job(appliance: Appliance, restore_id: str) -> Job | None:
+    """The queued or running job of this restore, if any."""
+    active = [job for job in restore_jobs(appliance, restore_id) if job.state in (JobState.QUEUED, JobState.RUNNING)]
+    return active[-1] if active else None
+
+
+def enqueue_restore(appliance: Appliance, restore_id: str, *, priority: int = 50, now: bool = False) -> Job:
+    """Queue the restore's job for the daemon (or return the one already queued or running): kind `restore`,
+    the target organisation as its organisation (no other job runs on it meanwhile), params
+    `{"restore_id": ...}`. This is what the TUI and the CLI enqueue. `now`: a person resumes it, so a job
+    waiting for Xero's day window to reset is replaced by one that runs at once."""
+    restore = appliance.state.restores.get(restore_id)
+    if restore.status == "finished":
+        raise UsageError(f"restore {restore.restore_id[:8]} is finished", hint="`strongroom restore retry` first")
+    existing = active_job(appliance, restore.restore_id)
+    waiting = existing is not None and existing.state is JobState.QUEUED and (existing.not_before or 0) > time.time()
+    if existing is not None and now and waiting:
+        appliance.state.jobs.request_cancel(existing.job_id)
+    elif existing is not None:
+        return existing
+    return appliance.state.jobs.enqueue(
+        RESTORE_JOB,
+        org_id=restore.target_tenant_id,
+        params={"restore_id": restore.restore_id},
+        priority=priority,
+    )
 
 
 def restores(appliance: Appliance, org_key: str | None = None) -> list[Restore]:
@@ -211,12 +276,33 @@ def status(appliance: Appliance, restore_id: str) -> dict[str, Any]:
         "error": restore.error,
         "resume_after": restore.resume_after,
         "counts": appliance.state.restores.counts(restore.restore_id),
+        "job": _job_summary(active_job(appliance, restore.restore_id) or _last(restore_jobs(appliance, restore_id))),
+    }
+
+
+def _last(jobs: list[Job]) -> Job | None:
+    return jobs[-1] if jobs else None
+
+
+def _job_summary(job: Job | None) -> dict[str, Any] | None:
+    if job is None:
+        return None
+    return {
+        "job_id": job.job_id,
+        "state": job.state.value,
+        "progress": job.progress,
+        "attempts": job.attempts,
+        "not_before": job.not_before,
     }
 
 
 def cancel_restore(appliance: Appliance, restore_id: str) -> Restore:
-    """Ask a running restore to stop between batches (or mark an idle one cancelled)."""
+    """Ask a running restore to stop between batches (or mark an idle one cancelled); its queued job is
+    cancelled and its running job asked to stop (the journal keeps what was written: resumable)."""
     restore = appliance.state.restores.get(restore_id)
+    job = active_job(appliance, restore.restore_id)
+    if job is not None:
+        appliance.state.jobs.request_cancel(job.job_id)
     if restore.status in ("finished", "cancelled"):
         return restore
     if restore.status == "running" and appliance.state.locks.holder(restore.target_tenant_id) is not None:

@@ -254,14 +254,16 @@ class Fleet:
             )
             return Jobs(self.db).get(job_id) if changed else None
 
-    def requeue(self, job_id: int, *, progress: dict[str, Any] | None = None) -> bool:
-        """Put a running job of this process back in the queue (stopped at a checkpoint; resumes later)."""
+    def requeue(self, job_id: int, *, progress: dict[str, Any] | None = None, not_before: float | None = None) -> bool:
+        """Put a running job of this process back in the queue (stopped at a checkpoint; resumes later, not
+        before `not_before` when given)."""
         pid, _ = current_process()
         return bool(
             self.db.execute(
                 "UPDATE jobs SET state = 'queued', owner_pid = NULL, owner_start = NULL, "
-                "progress = COALESCE(?, progress) WHERE job_id = ? AND state = 'running' AND owner_pid = ?",
-                (None if progress is None else to_json(progress), job_id, pid),
+                "progress = COALESCE(?, progress), not_before = COALESCE(?, not_before) "
+                "WHERE job_id = ? AND state = 'running' AND owner_pid = ?",
+                (None if progress is None else to_json(progress), not_before, job_id, pid),
             )
         )
 
