@@ -100,9 +100,15 @@ def register(app: typer.Typer) -> None:
             for org in organisations:
                 typer.echo(f"connected {org.name} ({org.org_id})")
 
-    @app.command()
+    # A group: `strongroom orgs` lists; subcommands (`orgs set-region`, daemon_commands) change organisations.
+    orgs_app = typer.Typer(help="Connected organisations.", invoke_without_command=True)
+    app.add_typer(orgs_app, name="orgs")
+
+    @orgs_app.callback()
     def orgs(ctx: typer.Context, json_output: JsonOption = False) -> None:
-        """List connected organisations with their last backup point."""
+        """List connected organisations with their last backup point (subcommands change them)."""
+        if ctx.invoked_subcommand is not None:
+            return
         appliance = _appliance(ctx)
         rows: list[dict[str, Any]] = []
         for org in appliance.organisations():

@@ -253,29 +253,16 @@ def register(app: typer.Typer) -> None:
 
 
 def _orgs_group(app: typer.Typer) -> None:
-    """Turn `orgs` into a group so `strongroom orgs set-region` exists; plain `strongroom orgs` still lists."""
-    listing = next(
-        (info for info in app.registered_commands if (info.name or getattr(info.callback, "__name__", "")) == "orgs"),
-        None,
-    )
-    if listing is None or listing.callback is None:
-        return
-    app.registered_commands.remove(listing)
-    list_orgs = listing.callback
-    orgs_app = typer.Typer(help="Connected organisations.", invoke_without_command=True)
-    app.add_typer(orgs_app, name="orgs")
-
-    @orgs_app.callback()
-    def orgs(ctx: typer.Context, json_output: JsonOption = False) -> None:
-        """List connected organisations with their last backup point (subcommands change them)."""
-        if ctx.invoked_subcommand is None:
-            list_orgs(ctx, json_output=json_output)
+    """Add `strongroom orgs set-region ORG REGION` to the `orgs` group (commands.py; `strongroom orgs` lists)."""
+    orgs_app = next((info.typer_instance for info in app.registered_groups if info.name == "orgs"), None)
+    if orgs_app is None:
+        raise RuntimeError("register appliance.commands (the `orgs` group) before appliance.daemon_commands")
 
     @orgs_app.command("set-region")
     def set_region(
         ctx: typer.Context,
         org: Annotated[str, typer.Argument(help="Organisation id or name.")],
-        region: Annotated[str, typer.Argument(help="A region named in the settings ([regions.NAME]), or 'none'.")],
+        region: Annotated[str, typer.Argument(help="A region named in the settings (regions.NAME), or 'none'.")],
         force: Annotated[
             bool, typer.Option("--force", help="Change it even though points were already copied elsewhere.")
         ] = False,

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import resource
 import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from appliance.daemon.lifecycle import Lifecycle  # noqa: E402
 from appliance.daemon.notify import Notifier  # noqa: E402
 from appliance.daemon.service import Daemon  # noqa: E402
 from appliance.service import Appliance  # noqa: E402
-from appliance.settings import ScheduleSettings  # noqa: E402
+from appliance.settings import AlertSettings, ScheduleSettings  # noqa: E402
 from sandbox.demo import connect_through_browserless_consent, demo_settings  # noqa: E402
 from sandbox.testing import SandboxServer  # noqa: E402
 
@@ -64,27 +63,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextlib.contextmanager
-def _without_preexec() -> Iterator[None]:
-    """Start restic without a Python `preexec_fn` while the benchmark runs (restored afterwards).
-
-    With a `preexec_fn`, CPython runs `PyOS_AfterFork_Child` in the forked child, which clears every other
-    thread's `threading.local`: the state store's per-thread apsw connections are closed in the child, and
-    SQLite's global memory mutex, held by another thread at the moment of the fork, deadlocks it (seen with
-    16 concurrent jobs; gdb backtrace: `do_fork_exec` -> `PyOS_AfterFork_Child` -> `Connection_dealloc` ->
-    `sqlite3_free` -> `pthread_mutex_lock`). Until the runner drops its `preexec_fn`, the benchmark measures the
-    scheduler without it; only the parent-death signal (restic cleaning up after a `kill -9` of Strongroom) is
-    lost, which a benchmark does not exercise."""
-    from appliance.vault import runner
-
-    original = runner._child_setup
-    setattr(runner, "_child_setup", lambda _parent_pid: None)  # noqa: B010 - a deliberate, documented patch
-    try:
-        yield
-    finally:
-        setattr(runner, "_child_setup", original)  # noqa: B010
-
-
 def run_fleet(
     root: Path,
     *,
@@ -93,16 +71,13 @@ def run_fleet(
     max_concurrent_jobs: int = 16,
     timeout: float = 3600,
     progress: bool = False,
+    heartbeat_url: str | None = None,
+    until: Callable[[], bool] | None = None,
 ) -> FleetResult:
-    """Set up `orgs` tiny organisations under `root`, run one fleet round, and measure it."""
-    with _without_preexec():
-        return _run_fleet(root, orgs=orgs, latency_ms=latency_ms, max_concurrent_jobs=max_concurrent_jobs,
-                          timeout=timeout, progress=progress)  # fmt: skip
+    """Set up `orgs` tiny organisations under `root`, run one fleet round, and measure it.
 
-
-def _run_fleet(
-    root: Path, *, orgs: int, latency_ms: int, max_concurrent_jobs: int, timeout: float, progress: bool
-) -> FleetResult:
+    `heartbeat_url`: the daemon pings it when the round completes; `until`: also wait for this before stopping
+    the daemon (a test waits for the ping), so the round time then includes that wait."""
     started = time.monotonic()
     port = _free_port()
     redirect_uri = f"http://localhost:{port}/callback"
@@ -120,6 +95,8 @@ def _run_fleet(
             check_every_days=0,
             replicate_after_backup=False,
         )
+        if heartbeat_url:
+            settings.alerts = AlertSettings(heartbeat_url=heartbeat_url)
         appliance = Appliance.initialise(settings)
         connected = asyncio.run(connect_through_browserless_consent(appliance))
         if len(connected) != orgs:
@@ -142,7 +119,7 @@ def _run_fleet(
                     done = appliance.state.db.scalar("SELECT count(DISTINCT org_id) FROM points")
                     if progress:
                         print(f"\r{done}/{orgs} backed up, {time.monotonic() - began:.0f} s", end="", file=sys.stderr)
-                    if done >= orgs:
+                    if done >= orgs and (until is None or until()):
                         break
                 return time.monotonic() - began
             finally:
@@ -187,7 +164,9 @@ def main() -> int:
     parser.add_argument("--max-concurrent-jobs", type=int, default=16)
     parser.add_argument("--dir", type=Path, default=None, help="Work directory (default: a temporary one).")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="strongroom-fleet-") as scratch:
+    # The result is printed before the scratch directory goes: a 400-organisation run once lost its figures to
+    # a failed cleanup (ENOTEMPTY while deleting the state directory).
+    with tempfile.TemporaryDirectory(prefix="strongroom-fleet-", ignore_cleanup_errors=True) as scratch:
         root = args.dir or Path(scratch)
         root.mkdir(parents=True, exist_ok=True)
         result = run_fleet(
@@ -197,7 +176,7 @@ def main() -> int:
             max_concurrent_jobs=args.max_concurrent_jobs,
             progress=sys.stderr.isatty(),
         )
-    print(json.dumps(asdict(result), indent=2))
+        print(json.dumps(asdict(result), indent=2), flush=True)
     return 0
 
 

@@ -32,7 +32,6 @@ from pathlib import Path
 from appliance.errors import ConfigError, UsageError
 from appliance.models import Organisation, Snapshot
 from appliance.settings import Region, Settings
-from appliance.vault import argv as restic_argv
 from appliance.vault.repository import Repository
 from appliance.vault.runner import Runner
 
@@ -160,13 +159,7 @@ class Replicator:
         if not replica.exists():
             replica.init(copy_chunker_params_from=primary)
             created = True
-        # `Repository.copy_to` has no cancel; the copy must stop (SIGINT, lock released) when the daemon does.
-        replica._run(
-            restic_argv.copy(replica.version(), host=host),
-            source=primary._endpoint,
-            cancel=cancel,
-            timeout=None,
-        )
+        primary.copy_to(replica, host=host, cancel=cancel)
         copies = replica.snapshots(host=host)
         originals = {snapshot.original for snapshot in copies if snapshot.original}
         log.info("replicated organisation %s to %s (%d snapshots there)", org_id, target_region, len(copies))

@@ -304,12 +304,19 @@ class Repository:
             self.unlock()
             return self._run(args)
 
-    def copy_to(self, target: Repository, *, host: str | None = None) -> None:
+    def copy_to(self, target: Repository, *, host: str | None = None, cancel: threading.Event | None = None) -> None:
         """Copy this repository's snapshots (of `host`, or all) into `target`; already-copied ones are skipped.
 
         `target` should have been initialised with `copy_chunker_params_from=self`, or copied data will not
-        deduplicate against data backed up there directly (measured, docs/restic.md)."""
-        target._run(restic_argv.copy(target.version(), host=host), source=self._endpoint, timeout=None)
+        deduplicate against data backed up there directly (measured, docs/restic.md). Setting `cancel` stops
+        restic with SIGINT (ResticCancelled); restic copy locks both repositories, so both drop stale locks."""
+        try:
+            target._run(
+                restic_argv.copy(target.version(), host=host), source=self._endpoint, cancel=cancel, timeout=None
+            )
+        except ResticCancelled:
+            self._release_after_cancel()
+            raise
 
     # --- reading -----------------------------------------------------------------------------------------------
 

@@ -86,9 +86,15 @@ class Receiver:
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
-        received = self.bodies
+        self.gets: list[str] = []
+        received, pinged = self.bodies, self.gets
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # a heartbeat ping (`alerts.heartbeat_url`)
+                pinged.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 received.append(json.loads(self.rfile.read(length) or b"{}"))
@@ -281,3 +287,85 @@ def test_no_error_type_leaks(world: World) -> None:
         Replicator(world.appliance.settings, world.appliance.state.orgs.repository_password).replica(
             world.au_org, "au", "mars"
         )
+
+
+def test_cancelling_a_copy_interrupts_restic_and_leaves_no_lock(tmp_path: Path) -> None:
+    """`Repository.copy_to(cancel=...)`: SIGINT to restic mid-copy (as when the daemon is stopped during a
+    replication job), ResticCancelled, no lock left in either repository, and the next copy completes."""
+    import os
+
+    from appliance.errors import ResticCancelled
+    from appliance.vault.repository import Repository
+    from appliance.vault.runner import Runner
+
+    runner = Runner()
+    password = "correct-horse-battery-staple-4242"
+
+    def repository(name: str) -> Repository:
+        return Repository(str(tmp_path / name), password, cache_dir=tmp_path / f"{name}-cache", runner=runner)
+
+    primary, replica = repository("primary"), repository("replica")
+    primary.init()
+    source = tmp_path / "source"
+    source.mkdir()
+    for index in range(3):  # incompressible, so the copy has ~48 MiB of blobs to move: seconds, not milliseconds
+        (source / f"blob-{index}.bin").write_bytes(os.urandom(16 << 20))
+    primary.backup(source, host="org-a", tags=[])
+    replica.init(copy_chunker_params_from=primary)
+    locks = tmp_path / "replica" / "locks"
+    cancel = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def copy() -> None:
+        try:
+            primary.copy_to(replica, host="org-a", cancel=cancel)
+            outcome.append(None)
+        except BaseException as error:  # handed to the test thread
+            outcome.append(error)
+
+    thread = threading.Thread(target=copy)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not (locks.exists() and any(locks.iterdir())) and not outcome:
+        assert time.monotonic() < deadline, "restic copy never locked the replica"
+        time.sleep(0.01)
+    cancel.set()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], ResticCancelled), outcome
+    assert list(locks.iterdir()) == []
+    assert list((tmp_path / "primary" / "locks").iterdir()) == []
+    assert replica.snapshots(host="org-a") == []  # nothing half-copied shows up as a snapshot
+    primary.copy_to(replica, host="org-a")  # no stale lock in the way
+    assert len(replica.snapshots(host="org-a")) == 1
+    replica.check()
+
+
+def test_orgs_lists_and_set_region_validates(world: World) -> None:
+    """`strongroom orgs [--json]` lists; `strongroom orgs set-region ORG REGION` is a subcommand of the group."""
+    config = str(world.installation.config_path)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "appliance.cli", "--config", config, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    listed = cli("orgs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    ids = {row["org_id"] for row in json.loads(listed.stdout)["organisations"]}
+    assert {world.au_org, world.uk_org, world.lone_org} <= ids
+    unknown = cli("orgs", "set-region", world.lone_org, "mars")
+    assert unknown.returncode != 0
+    assert "no region named 'mars'" in unknown.stderr
+    cleared = cli("orgs", "set-region", world.lone_org, "none", "--json")
+    assert cleared.returncode == 0, cleared.stderr
+    document = json.loads(cleared.stdout)
+    assert {key: document[key] for key in ("org_id", "name", "region")} == {
+        "org_id": world.lone_org,
+        "name": world.appliance.state.orgs.get(world.lone_org).name,
+        "region": None,
+    }
