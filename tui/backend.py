@@ -24,6 +24,7 @@ from appliance.models import Organisation
 from appliance.points.diff import PointDiff
 from appliance.points.queries import Filters, Table
 from appliance.points.usecases import PointsService
+from appliance.restore import usecases as restore_usecases
 from appliance.service import Appliance
 
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -151,3 +152,37 @@ class Backend:
         self, org_ids: Sequence[str], *, full: bool = False, progress: ProgressCallback | None = None
     ) -> Dispatch:
         return self.run_jobs("backup", org_ids, {"full": full} if full else {}, progress=progress)
+
+    # --- restore wizard ----------------------------------------------------------------------------------------
+    def restore_for(self, org_id: str, snapshot_id: str) -> Any | None:
+        """The latest restore of this point that was not cancelled (the wizard resumes it), or None."""
+        found = [
+            restore
+            for restore in restore_usecases.restores(self.appliance, org_id)
+            if restore.snapshot_id == snapshot_id and restore.status != "cancelled"
+        ]
+        return max(found, key=lambda restore: restore.created_at) if found else None
+
+    def plan_restore(self, org_id: str, snapshot_id: str, target_id: str) -> dict[str, Any]:
+        return restore_usecases.plan_restore(self.appliance, org_id, snapshot_id, target_id).as_dict()
+
+    def start_restore(self, org_id: str, snapshot_id: str, target_id: str) -> Any:
+        """Record the restore (refused on a blocker) and enqueue its `restore` job; returns the restore."""
+        restore = restore_usecases.start_restore(self.appliance, org_id, snapshot_id, target_id)
+        restore_usecases.enqueue_restore(self.appliance, restore.restore_id)
+        return restore
+
+    def enqueue_restore(self, restore_id: str) -> int:
+        return restore_usecases.enqueue_restore(self.appliance, restore_id, now=True).job_id
+
+    def restore_status(self, restore_id: str) -> dict[str, Any]:
+        return restore_usecases.status(self.appliance, restore_id)
+
+    def restore_checklist(self, restore_id: str) -> list[Any]:
+        return restore_usecases.checklist(self.appliance, restore_id)
+
+    def tick_restore_item(self, restore_id: str, number: int, *, ticked: bool) -> Any:
+        return restore_usecases.tick(self.appliance, restore_id, number, ticked=ticked)
+
+    def verify_restore(self, restore_id: str) -> dict[str, Any]:
+        return restore_usecases.verify_restore(self.appliance, restore_id).as_dict()

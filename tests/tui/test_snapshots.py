@@ -132,14 +132,13 @@ def test_connect(snap_compare: Any, fleet_20: tuple[Settings, FleetShape], monke
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_restore_checklist_preview(snap_compare: Any, fleet_20: tuple[Settings, FleetShape]) -> None:
+def test_restore_wizard(snap_compare: Any, fleet_20: tuple[Settings, FleetShape]) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         app = pilot.app
         await wait_for(pilot, lambda: isinstance(app.screen, OrganisationScreen) and app.screen.detail, "the org")
         await pilot.press("r")
-        await wait_for(
-            pilot, lambda: "Loading" not in str(app.screen.query("#restore-checklist").first().render()), "it"
-        )
+        await wait_for(pilot, lambda: "taken" in str(app.screen.query("#restore-point").first().render()), "the wizard")
+        await pilot.pause()
 
     app = frozen_app(fleet_20[0], open_org=org_id_for(0))
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

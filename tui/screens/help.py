@@ -50,6 +50,8 @@ had its last backup fail; **needs consent** must be connected again (`ctrl+n`).
 | `b` | back up now |
 | `a` / `e` / `x` | add / edit / delete an entry in the integrations register |
 | `r` | start a restore from the selected point |
+| `R` | restore the last clean point of the selected (or newest open) finding |
+| `p` / `s` / `v` / `space` | in the restore wizard: plan, run (enqueue the restore job), verify, tick a manual step |
 
 ## Point browser
 `tab` moves between the views (summary, accounts, trial balance, profit and loss, balance sheet, aged,

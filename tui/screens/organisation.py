@@ -119,6 +119,7 @@ class OrganisationScreen(BaseScreen[None]):
         Binding("e", "edit_integration", "Edit integration", show=False),
         Binding("x", "delete_integration", "Delete integration", show=False),
         Binding("r", "restore", "Restore"),
+        Binding("R", "restore_clean", "Restore the last clean point", show=False),
         Binding("k", "acknowledge", "Acknowledge finding", show=False),
         Binding("f5", "refresh", "Refresh", show=False),
     ]
@@ -356,6 +357,19 @@ class OrganisationScreen(BaseScreen[None]):
             self.notify("There is no backup point to restore from yet.", severity="warning")
             return
         self.strongroom.open_restore(self.org_id, point)
+
+    def action_restore_clean(self) -> None:
+        """From a finding: open the restore wizard on its last clean point (the selected finding, else the newest
+        open one)."""
+        findings = self.detail.findings if self.detail else []
+        key = self.query_one("#org-findings", RowTable).cursor_key
+        chosen = next((f for f in findings if key is not None and str(f.finding_id) == key), None)
+        if chosen is None:
+            chosen = next((f for f in findings if not f.acknowledged and f.last_clean_snapshot_id), None)
+        if chosen is None or not chosen.last_clean_snapshot_id:
+            self.notify("No finding with a last clean point.", severity="warning")
+            return
+        self.strongroom.open_restore(self.org_id, chosen.last_clean_snapshot_id)
 
     # --- backup ----------------------------------------------------------------------------------------------
     def action_backup(self) -> None:
