@@ -470,6 +470,19 @@ class FleetService:
         final = asyncio.run(runner.execute(claimed, cancel or threading.Event()))
         return _job_info(final)
 
+    def run_queued_here(self, job_id: int, *, cancel: threading.Event | None = None) -> JobInfo | None:
+        """Run an already queued job in this process when no daemon will (None if someone else claimed it).
+
+        Safe on a worker thread (no signal handler); the caller's `cancel` stops it as the daemon's stop would."""
+        from appliance.daemon.jobs import JobRunner
+        from appliance.store.fleet import Fleet as DaemonFleet
+
+        claimed = DaemonFleet(self.appliance.state.db).claim_job(job_id)
+        if claimed is None:
+            return None
+        final = asyncio.run(JobRunner(self.appliance).execute(claimed, cancel or threading.Event()))
+        return _job_info(final)
+
     def jobs(self, org_id: str | None = None, *, limit: int = 50) -> list[JobInfo]:
         """Recent jobs, newest first."""
         rows = self.appliance.state.db.query(

@@ -167,13 +167,22 @@ class Backend:
         return restore_usecases.plan_restore(self.appliance, org_id, snapshot_id, target_id).as_dict()
 
     def start_restore(self, org_id: str, snapshot_id: str, target_id: str) -> Any:
-        """Record the restore (refused on a blocker) and enqueue its `restore` job; returns the restore."""
+        """Record the restore (refused on a blocker) and enqueue its `restore` job; returns the restore.
+
+        With no daemon running, the job then runs here (call this on a worker thread): the wizard polls it."""
         restore = restore_usecases.start_restore(self.appliance, org_id, snapshot_id, target_id)
-        restore_usecases.enqueue_restore(self.appliance, restore.restore_id)
+        job = restore_usecases.enqueue_restore(self.appliance, restore.restore_id)
+        self._run_here_without_daemon(job.job_id)
         return restore
 
     def enqueue_restore(self, restore_id: str) -> int:
-        return restore_usecases.enqueue_restore(self.appliance, restore_id, now=True).job_id
+        job = restore_usecases.enqueue_restore(self.appliance, restore_id, now=True)
+        self._run_here_without_daemon(job.job_id)
+        return job.job_id
+
+    def _run_here_without_daemon(self, job_id: int) -> None:
+        if not self.fleet.daemon_running():
+            self.fleet.run_queued_here(job_id)
 
     def restore_status(self, restore_id: str) -> dict[str, Any]:
         return restore_usecases.status(self.appliance, restore_id)
