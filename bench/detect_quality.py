@@ -4,7 +4,7 @@ after each, on every seeded organisation; counts findings per severity.
     .venv/bin/python bench/detect_quality.py --orgs 3 --days 30 --size small
 
 The damage scenarios themselves (recall and precision of the evidence) are exercised by
-`tests/integration/test_points.py::test_damage_scenarios_are_detected_at_the_first_backup_after_they_start`.
+`tests/integration/test_detection.py` (all four scenarios staged through the sandbox admin API).
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ from typing import Any, Literal
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_ORDER: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 APPROVED = frozenset({"AUTHORISED", "PAID", "POSTED"})
+RECODE_STATUSES = APPROVED | {"DRAFT", "SUBMITTED"}
+"""Re-coding counts on drafts and submitted documents too: a re-mapping integration rewrites every document
+it may edit, and those are the ones that will post wrongly when approved."""
 DUPLICATE_ENDPOINTS = ("Invoices", "CreditNotes", "BankTransactions", "Payments", "ManualJournals")
 LINE_ENDPOINTS = ("Invoices", "CreditNotes", "BankTransactions", "ManualJournals")
 
@@ -189,7 +192,7 @@ def recoded_lines(step: Step, config: DetectConfig) -> list[Finding]:
     hits = [
         (doc, before, after)
         for doc, before, after in step.recoded
-        if doc.status in APPROVED and (before.account != after.account or before.tax_type != after.tax_type)
+        if doc.status in RECODE_STATUSES and (before.account != after.account or before.tax_type != after.tax_type)
     ]
     if not hits:
         return []

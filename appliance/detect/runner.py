@@ -56,6 +56,35 @@ def _lines(index: PointIndex, endpoint: str, parent_ids: Iterable[str] | None = 
     return result
 
 
+def _pair_lines(old: list[Line], new: list[Line]) -> list[tuple[Line, Line]]:
+    """The same line before and after an edit: by LineItemID, else by (item, amount) in order.
+
+    An update that sends LineItems without their LineItemIDs replaces the lines, so they come back with new
+    ids ("If you don't specify a LineItemID the line items will be deleted and recreated",
+    https://developer.xero.com/documentation/api/accounting/invoices#post-invoices); a re-mapping integration
+    does exactly that, so the re-coded line has to be recognised by what it is, not by its id."""
+    pairs: list[tuple[Line, Line]] = []
+    by_id = {line.line_id: line for line in old if line.line_id}
+    unmatched_new: list[Line] = []
+    for line in new:
+        earlier = by_id.pop(line.line_id, None) if line.line_id else None
+        if earlier is not None:
+            pairs.append((earlier, line))
+        else:
+            unmatched_new.append(line)
+    if not unmatched_new:
+        return pairs
+    matched_ids = {id(b) for b, _ in pairs}
+    leftover = [line for line in old if id(line) not in matched_ids]
+    for line in unmatched_new:
+        key = (line.item, round(line.amount, 2))
+        earlier = next((o for o in leftover if (o.item, round(o.amount, 2)) == key), None)
+        if earlier is not None:
+            leftover.remove(earlier)
+            pairs.append((earlier, line))
+    return pairs
+
+
 def build_step(before: PointIndex, after: PointIndex) -> Step:
     """What changed between two points of one organisation, in the shape the rules read."""
     step = Step()
@@ -108,10 +137,8 @@ def build_step(before: PointIndex, after: PointIndex) -> Step:
         for record_id in added:
             step.new_lines += [(new_docs[record_id], line) for line in new_lines.get(record_id, [])]
         for record_id in changed:
-            previous = {line.line_id: line for line in old_lines.get(record_id, []) if line.line_id}
-            for line in new_lines.get(record_id, []):
-                earlier = previous.get(line.line_id) if line.line_id else None
-                if earlier is not None and (earlier.account, earlier.tax_type) != (line.account, line.tax_type):
+            for earlier, line in _pair_lines(old_lines.get(record_id, []), new_lines.get(record_id, [])):
+                if (earlier.account, earlier.tax_type) != (line.account, line.tax_type):
                     step.recoded.append((new_docs[record_id], earlier, line))
     step.existing_keys = dict(existing_keys)
     step.contact_history = dict(contact_history)

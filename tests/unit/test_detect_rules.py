@@ -48,18 +48,20 @@ def test_near_duplicates_ignore_ordinary_new_documents_and_a_single_double_entry
     assert near_duplicates(Step(added=new + once), CONFIG) == []
 
 
-def test_recoded_lines_of_approved_transactions_are_found_not_drafts() -> None:
+def test_recoded_lines_of_approved_and_editable_transactions_are_found_not_voided_ones() -> None:
+    # A re-mapping integration rewrites every document the API lets it edit: drafts and submitted ones too
+    # (the sandbox's `remap` scenario); a voided document posts nothing.
     def pair(record_id: str, status: str) -> tuple[Doc, Line, Line]:
         before = Line("Invoices", record_id, f"{record_id}-L", "200", "OUTPUT2", amount=10.0)
         after = Line("Invoices", record_id, f"{record_id}-L", "260", "OUTPUT2", amount=10.0)
         return _doc(record_id, status=status), before, after
 
-    step = Step(recoded=[pair(f"i{n}", "AUTHORISED") for n in range(4)] + [pair("d1", "DRAFT")])
+    step = Step(recoded=[pair(f"i{n}", "AUTHORISED") for n in range(3)] + [pair("d1", "DRAFT"), pair("v1", "VOIDED")])
     [finding] = recoded_lines(step, CONFIG)
     assert finding.severity == "warning"
-    assert finding.evidence["record_ids"] == ["i0", "i1", "i2", "i3"]
+    assert finding.evidence["record_ids"] == ["d1", "i0", "i1", "i2"]
     assert finding.evidence["moves"] == {"200/OUTPUT2 -> 260/OUTPUT2": 4}
-    assert recoded_lines(Step(recoded=[pair("d2", "DRAFT")]), CONFIG) == []
+    assert recoded_lines(Step(recoded=[pair("v2", "VOIDED"), pair("v3", "DELETED")]), CONFIG) == []
 
 
 def test_unusual_mappings_compound_into_a_warning_on_one_pair() -> None:
