@@ -1682,7 +1682,26 @@ def _save_bank_transaction(context: Context, element: dict[str, Any]) -> dict[st
 
 def _save_bank_transfer(context: Context, element: dict[str, Any]) -> dict[str, Any]:
     if element.get("BankTransferID"):
-        raise ElementError("Bank transfers cannot be edited through the sandbox")
+        # Xero has no update for a bank transfer: PUT creates, POST only deletes (Status DELETED; SPEC
+        # deleteBankTransfers); anything else is refused. https://developer.xero.com/documentation/api/accounting/banktransfers
+        existing = context.get("BankTransfers", str(element["BankTransferID"]))
+        if existing is None:
+            raise ElementError(f"The bank transfer {element['BankTransferID']} could not be found")
+        if element.get("Status") != "DELETED":
+            raise ElementError("A bank transfer cannot be edited; it can only be created or deleted")
+        if existing.get("Status") == "DELETED":
+            raise ElementError("This bank transfer has already been deleted")
+        date_ms = parse_ms_date(existing["Date"])
+        _check_lock(context, date_ms)
+        existing.update(Status="DELETED", UpdatedDateUTC=ms_date(context.now_ms))
+        context.put("BankTransfers", existing, date_ms)
+        context.builder.ledger.reverse(
+            existing["BankTransferID"],
+            source_type="TRANSFER",
+            date_ms=day_start(context.now_ms),
+            created_ms=context.now_ms,
+        )
+        return existing
     source = _bank_account(context, element.get("FromBankAccount"), "FromBankAccount")
     target = _bank_account(context, element.get("ToBankAccount"), "ToBankAccount")
     if source["AccountID"] == target["AccountID"]:

@@ -942,3 +942,21 @@ def test_deleting_an_allocation_gives_the_credit_back_and_the_invoice_owes_again
     # The same allocation cannot be deleted twice.
     again = api.call("DELETE", f"{path}/{allocation['AllocationID']}")
     assert again.status_code == 404
+
+
+def test_a_bank_transfer_cannot_be_edited_only_deleted(api: WriteApi) -> None:
+    # Xero has no update for bank transfers (PUT creates, POST only deletes; SPEC deleteBankTransfers):
+    # https://developer.xero.com/documentation/api/accounting/banktransfers
+    sent = {"FromBankAccount": {"Code": "090"}, "ToBankAccount": {"Code": "091"}, "Amount": 5.0, "Date": "2026-10-12"}
+    before = _trial_balance(api)
+    transfer = _created(api, "/BankTransfers", "BankTransfers", sent)
+    transfer_id = transfer["BankTransferID"]
+    assert _trial_balance(api) != before
+    edit = api.post("/BankTransfers", {"BankTransfers": [{"BankTransferID": transfer_id, "Status": "AUTHORISED"}]})
+    assert validation_messages(edit) == ["A bank transfer cannot be edited; it can only be created or deleted"]
+    deleted = api.post("/BankTransfers", {"BankTransfers": [{"BankTransferID": transfer_id, "Status": "DELETED"}]})
+    assert deleted.status_code == 200, deleted.text
+    assert transfer_id not in {t["BankTransferID"] for t in api.get("/BankTransfers")["BankTransfers"]}
+    assert _trial_balance(api) == before  # the deletion takes the transfer out of the books again
+    again = api.post("/BankTransfers", {"BankTransfers": [{"BankTransferID": transfer_id, "Status": "DELETED"}]})
+    assert validation_messages(again) == ["This bank transfer has already been deleted"]
