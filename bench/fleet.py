@@ -46,6 +46,7 @@ class FleetResult:
     round_seconds: float
     calls: int
     rejected_429: int
+    rejected_by_problem: dict[str, int]
     app_per_minute: int
     floor_seconds: float
     ratio_to_floor: float
@@ -140,6 +141,7 @@ def run_fleet(
         round_seconds=round(seconds, 1),
         calls=calls,
         rejected_429=rejected,
+        rejected_by_problem=_by_problem(usage),
         app_per_minute=settings.limits.app_per_minute,
         floor_seconds=round(floor, 1),
         ratio_to_floor=round(seconds / floor, 2) if floor else 0.0,
@@ -150,6 +152,15 @@ def run_fleet(
         max_rss_mib=round(after[0].ru_maxrss / 1024, 1),
         setup_seconds=round(setup_seconds, 1),
     )
+
+
+def _by_problem(usage: dict[str, Any]) -> dict[str, int]:
+    """The sandbox's 429s by the limit they enforced (`concurrent`, `minute`, `appminute`, `day`)."""
+    totals: dict[str, int] = {}
+    for entry in usage.values():
+        for problem, count in entry.get("rejected_by_problem", {}).items():
+            totals[problem] = totals.get(problem, 0) + int(count)
+    return totals
 
 
 def _total(usage: dict[str, Any], key: str) -> int:

@@ -136,6 +136,9 @@ def usage(runtime: Runtime, body: dict[str, Any], request: Request) -> dict[str,
         entry["bytes"] += nbytes
         entry["rejected_429"] += rejected
         entry["days"][day] = {"calls": calls, "bytes": nbytes, "rejected_429": rejected}
+    for (tenant_id, problem), count in runtime.limiter.rejections.items():  # this process's 429s, by limit
+        if tenant_id in tenants:
+            tenants[tenant_id].setdefault("rejected_by_problem", {})[problem] = count
     return {"tenants": tenants}
 
 

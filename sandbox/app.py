@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import Request
 from starlette.routing import Mount
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from sandbox import accounting, admin, identity, limits, writes
 from sandbox.faults import FaultInjector, FaultPlan, FaultSpec
@@ -270,12 +270,38 @@ class ApiGate:
             await _send_bytes(send, 429, body, "application/json; charset=utf-8", admission.headers())
             return
 
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                runtime.limiter.release(tenant_id)
+
+        async def send_then_release(message: Message) -> None:
+            # The concurrency slot is free once the response is complete on the server's side, i.e. before its
+            # last bytes go out: a client that starts its next call the moment it has read a response must
+            # never find the slot still held.
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                release()
+            await send(message)
+
         try:
             await self._serve(
-                scope, send, runtime, headers, path, tenant_id, route, admission, as_json, caller.client_id, body
+                scope,
+                send_then_release,
+                runtime,
+                headers,
+                path,
+                tenant_id,
+                route,
+                admission,
+                as_json,
+                caller.client_id,
+                body,
             )
         finally:
-            runtime.limiter.release(tenant_id)
+            release()
 
     async def _serve(
         self,

@@ -20,6 +20,7 @@ import contextlib
 import datetime as dt
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -183,6 +184,8 @@ class RateLimiter:
     _tenant_windows: dict[str, _Window] = field(default_factory=dict)
     _app_windows: dict[str, _Window] = field(default_factory=dict)
     _in_flight: dict[str, int] = field(default_factory=dict)
+    rejections: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(tenant id, problem) -> 429s this process sent: which limit a client ran into."""
 
     def reset(self) -> None:
         self._tenant_windows.clear()
@@ -215,10 +218,13 @@ class RateLimiter:
             admission.allowed = True
             admission.minute_remaining = limits.minute - tenant.count
             admission.app_minute_remaining = limits.app_minute - app.count
+        if admission.problem:
+            self.rejections[(tenant_id, admission.problem)] += 1
         return admission
 
     def rollback(self, tenant_id: str, client_id: str) -> None:
         """Undo an `acquire` whose call was then refused by the day limit."""
+        self.rejections[(tenant_id, "day")] += 1
         self.release(tenant_id)
         for windows, key in ((self._tenant_windows, tenant_id), (self._app_windows, client_id)):
             window = windows.get(key)
