@@ -38,7 +38,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _installation(size: str, root: Path) -> Path:
+def _installation(size: str, root: Path, days: int = 1) -> Path:
+    """A sandbox organisation of `size` backed up in full, then `days` times more after a day of activity each."""
     redirect_uri = f"http://localhost:{_free_port()}/callback"
     with SandboxServer(
         root / "sandbox.db", orgs=1, size=size, seed=7, anchor_ms=ANCHOR_MS, redirect_uris=(redirect_uri,)
@@ -53,6 +54,11 @@ def _installation(size: str, root: Path) -> Path:
             [outcome] = asyncio.run(appliance.backup(full=True))
             if outcome.status != "succeeded":
                 raise SystemExit(f"backup failed: {outcome.error}")
+            for _ in range(days):
+                sandbox.advance(1)
+                [outcome] = asyncio.run(appliance.backup())
+                if outcome.status != "succeeded":
+                    raise SystemExit(f"backup failed: {outcome.error}")
         finally:
             appliance.close()
     return root / "strongroom.toml"
@@ -63,9 +69,13 @@ def main() -> None:
     parser.add_argument("--size", default="small")
     parser.add_argument("--data-dir", type=Path, help="an installation holding strongroom.toml")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--days", type=int, default=1, help="daily points after the first (generated installs)")
+    parser.add_argument("--keep", type=Path, help="generate the installation here and keep it (for --data-dir)")
     args = parser.parse_args()
-    root = args.data_dir or Path(tempfile.mkdtemp(prefix="bench-points-"))
-    config = root / "strongroom.toml" if args.data_dir else _installation(args.size, root)
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    root = args.data_dir or args.keep or Path(tempfile.mkdtemp(prefix="bench-points-"))
+    config = root / "strongroom.toml" if args.data_dir else _installation(args.size, root, args.days)
     appliance = Appliance(load(config))
     organisation = appliance.organisations()[0]
     point = appliance.points(organisation.org_id)[-1]

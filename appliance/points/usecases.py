@@ -68,6 +68,10 @@ class PointsService:
 
     def open(self, org_key: str, point: str, *, progress: ProgressCallback | None = None) -> PointIndex:
         organisation, backup_point = self.resolve(org_key, point)
+        others = sorted(
+            (p for p in self.appliance.points(organisation.org_id) if p.snapshot_id != backup_point.snapshot_id),
+            key=lambda p: abs(p.taken_at - backup_point.taken_at),
+        )
         return open_point(
             self.appliance.repository(organisation.org_id),
             organisation.org_id,
@@ -75,6 +79,7 @@ class PointsService:
             self.cache_dir,
             max_bytes=self.cache_max_bytes,
             progress=progress,
+            neighbours=[p.snapshot_id for p in others],
         )
 
     # -- queries ------------------------------------------------------------------------------------------------

@@ -307,6 +307,13 @@ def dump(version: Version, snapshot_id: str, path: str, *, archive: str | None =
     return tuple(argv)
 
 
+def diff(version: Version, first: str, second: str) -> Argv:
+    """`diff --json FIRST SECOND`: one `{"message_type":"change","path":...,"modifier":...}` line per changed
+    path (`+` added, `-` removed, `M` content, `U` metadata only, `T` type; directories end in `/`), then one
+    `statistics` line. Reads only the two snapshots' trees, no file contents (measured on 0.14.0)."""
+    return ("diff", "--json", "--", _snapshot_id(first), _snapshot_id(second))
+
+
 def restore(version: Version, snapshot_id: str, *, target: str, include: Sequence[str] = ()) -> Argv:
     """`restore` into `target` (absolute), optionally only paths matching `include` patterns."""
     if not target.startswith("/"):

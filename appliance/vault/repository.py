@@ -347,6 +347,17 @@ class Repository:
         """Write one file of a snapshot to `out`, streamed (a directory comes out as a tar)."""
         self._run(restic_argv.dump(self.version(), snapshot_id, path), out=out, timeout=None)
 
+    def diff(self, first: str, second: str) -> list[tuple[str, str]]:
+        """(modifier, path) for every path that differs from snapshot `first` to `second` (see `argv.diff`)."""
+        changes: list[tuple[str, str]] = []
+
+        def collect(line: dict[str, Any]) -> None:
+            if line.get("message_type") == "change" and isinstance(line.get("path"), str):
+                changes.append((str(line.get("modifier", "")), line["path"]))
+
+        self._run(restic_argv.diff(self.version(), first, second), on_json=collect)
+        return changes
+
     def restore(self, snapshot_id: str, target: Path, *, include: Sequence[str] = ()) -> None:
         """Restore a snapshot (or the paths matching `include`) under `target`."""
         target = target.resolve()

@@ -14,7 +14,9 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,7 +30,15 @@ from appliance.detect.rules import DetectConfig
 from appliance.points import export as export_module
 from appliance.points import queries
 from appliance.points.diff import diff_points
-from appliance.points.index import PointIndex, build_index, cached_indexes, evict, index_path
+from appliance.points.index import (
+    PointIndex,
+    _apply_changes,
+    build_index,
+    cached_indexes,
+    evict,
+    index_path,
+    open_point,
+)
 from appliance.points.usecases import PointsService
 from appliance.service import Appliance
 from appliance.store.points import BackupPoint
@@ -352,6 +362,86 @@ def test_a_build_that_fails_half_way_leaves_no_index(tmp_path: Path) -> None:
     with PointIndex(target) as index:
         assert index.hashes("Invoices") == {"i1": hashlib.sha256(line).hexdigest()}
         assert index.manifest() == {}
+
+
+def _contents(path: Path) -> dict[str, list[str]]:
+    """Every row of every table of an index (the search tables through their content), minus build times."""
+    connection = sqlite3.connect(path)
+    try:
+        tables = [
+            name
+            for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+            if not name.startswith(("contacts_fts_", "documents_fts_")) and not name.endswith("_fields")
+        ]
+        contents = {}
+        for name in tables:
+            rows = connection.execute(f"SELECT * FROM [{name}]").fetchall()
+            if name == "meta":
+                rows = [row for row in rows if row[0] not in ("built_at", "derived_from")]
+            contents[name] = sorted(map(repr, rows))
+        return contents
+    finally:
+        connection.close()
+
+
+def test_a_point_derived_from_its_cached_neighbour_equals_a_full_build(world: World, tmp_path: Path) -> None:
+    """Opening a point when a neighbour's index is cached reads only what `restic diff` names; the result is
+    the index a full build makes, row for row (search tables included)."""
+    cache = world.service.cache_dir
+    world.service.open(world.org_id, world.full.snapshot_id).close()
+    derived = index_path(cache, world.org_id, world.incremental.snapshot_id)
+    derived.unlink(missing_ok=True)
+    with world.service.open(world.org_id, world.incremental.snapshot_id) as index:
+        assert index.meta.get("derived_from") == world.full.snapshot_id
+    repository = world.appliance.repository(world.org_id)
+    with open_point(repository, world.org_id, world.incremental.snapshot_id, tmp_path / "cold") as built:
+        assert "derived_from" not in built.meta
+        full_build = built.path
+    ours, theirs = _contents(derived), _contents(full_build)
+    assert sorted(ours) == sorted(theirs)
+    for table in theirs:
+        assert ours[table] == theirs[table], f"{table} differs between the derived index and a full build"
+    assert sum(len(rows) for rows in theirs.values()) > 2000
+
+
+def test_deriving_handles_removed_shards_new_endpoints_and_removed_endpoints(tmp_path: Path) -> None:
+    def line(record: dict[str, Any]) -> bytes:
+        return canonical_json(record).encode() + b"\n"
+
+    invoice = {
+        "InvoiceID": "i1",
+        "Type": "ACCREC",
+        "Status": "DRAFT",
+        "Total": 1.0,
+        "Reference": "first",
+        "Contact": {"ContactID": "c1", "Name": "Ann"},
+        "LineItems": [{"LineItemID": "l1", "AccountCode": "200"}],
+    }
+    before = [
+        ("manifest.json", b'{"n": 1}'),
+        ("records/Invoices/2026-09.ndjson", line(invoice) + line({**invoice, "InvoiceID": "i2"})),
+        ("records/Invoices/2026-10.ndjson", line({**invoice, "InvoiceID": "i3"})),
+        ("records/Contacts/c.ndjson", line({"ContactID": "c1", "Name": "Ann"})),
+        ("attachments/Invoices/i1/index.json", b'[{"AttachmentID": "a1", "FileName": "x.pdf", "file": "a1"}]'),
+        ("reports/TrialBalance.json", b'{"r": 1}'),
+    ]
+    changed = [
+        ("manifest.json", b'{"n": 2}'),
+        ("records/Invoices/2026-09.ndjson", line({**invoice, "Reference": "second", "NewField": "x"})),
+        ("records/Items/i.ndjson", line({"ItemID": "it1", "Code": "W"})),
+    ]
+    removed = ["records/Invoices/2026-10.ndjson", "records/Contacts/c.ndjson", "attachments/Invoices/i1/index.json"]
+    after = [*changed, ("reports/TrialBalance.json", b'{"r": 1}')]
+    build_index(iter(before), tmp_path / "base.db", org_id="o", snapshot_id="a")
+    build_index(iter(after), tmp_path / "full.db", org_id="o", snapshot_id="b")
+    shutil.copyfile(tmp_path / "base.db", tmp_path / "derived.db")
+    _apply_changes(tmp_path / "derived.db", changed, removed, org_id="o", snapshot_id="b", base="a")
+    assert _contents(tmp_path / "derived.db") == _contents(tmp_path / "full.db")
+    with PointIndex(tmp_path / "derived.db") as index:
+        assert index.endpoints() == ["Invoices", "Items"]
+        assert index.query("SELECT NewField FROM Invoices_fields") == [{"NewField": "x"}]
+        assert index.query("SELECT id FROM documents_fts WHERE documents_fts MATCH 'second'") == [{"id": "i1"}]
+        assert index.query("SELECT id FROM documents_fts WHERE documents_fts MATCH 'first'") == []
 
 
 # -- the CLI --------------------------------------------------------------------------------------------------
