@@ -1,11 +1,11 @@
 """Alerts: telling a person when something needs them, through apprise (email, Slack/Teams, ntfy, webhooks).
 
-This module owns the alert events (consent needed, backups failing, stale points, replication lag, repository
-check failed, day limit hit, damage suspected), their wording, deduplication (the same event about the same
-organisation at most once per `repeat_after_hours`, remembered in the state database so a daemon restart does
-not resend) and delivery. Delivery failure only warns: a broken webhook must never stop backups (borgmatic's
-rule for its monitoring hooks). The optional heartbeat URL is a plain GET after each fleet round
-(healthchecks.io-style).
+This module owns the alert events (consent needed, organisation disconnected, backups failing, stale points,
+replication lag, repository check failed, day limit hit, damage suspected, a refresh token nearing Xero's 60-day
+expiry), their wording, deduplication (the same event about the same organisation, or grant, at most once per
+`repeat_after_hours`, remembered in the state database so a daemon restart does not resend) and delivery. Delivery
+failure only warns: a broken webhook must never stop backups (borgmatic's rule for its monitoring hooks). The
+optional heartbeat URL is a plain GET after each fleet round (healthchecks.io-style).
 
 It must not decide when an event happened (the daemon and jobs do) and never puts secrets in messages.
 """
@@ -16,6 +16,7 @@ import enum
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import apprise
 import httpx
@@ -36,6 +37,7 @@ class Event(enum.StrEnum):
     CHECK_FAILED = "check_failed"
     DAMAGE_SUSPECTED = "damage_suspected"
     DISCONNECTED = "disconnected"
+    REFRESH_TOKEN_AGEING = "refresh_token_ageing"
 
 
 _SEVERITY = {
@@ -47,6 +49,7 @@ _SEVERITY = {
     Event.CHECK_FAILED: apprise.NotifyType.FAILURE,
     Event.DAMAGE_SUSPECTED: apprise.NotifyType.FAILURE,
     Event.DISCONNECTED: apprise.NotifyType.WARNING,
+    Event.REFRESH_TOKEN_AGEING: apprise.NotifyType.WARNING,
 }
 
 
@@ -56,10 +59,12 @@ class Alert:
     title: str
     body: str
     org_id: str | None = None
+    subject: str | None = None
+    """What the alert is about when that is not one organisation (a grant): deduplicated per subject."""
 
     @property
     def key(self) -> str:
-        return f"{self.event.value}:{self.org_id or '*'}"
+        return f"{self.event.value}:{self.subject or self.org_id or '*'}"
 
 
 class Alerter:
@@ -139,6 +144,31 @@ def needs_consent(org_id: str, name: str) -> Alert:
     )
 
 
+def disconnected(org_id: str, name: str) -> Alert:
+    return Alert(
+        Event.DISCONNECTED,
+        f"{name} is no longer connected",
+        f"Xero no longer lists {name} ({org_id}) among the organisations Strongroom's app may read: it was "
+        "disconnected in Xero. Backups of it have stopped; its backup points are kept (the newest one always).\n"
+        "To resume, run `strongroom connect` and tick the organisation again.",
+        org_id,
+    )
+
+
+def refresh_token_ageing(grant_id: str, organisations: Sequence[str], saved_at: float, expires_at: float) -> Alert:
+    names = ", ".join(organisations)
+    saved, expires = _day(saved_at), _day(expires_at)
+    return Alert(
+        Event.REFRESH_TOKEN_AGEING,
+        f"Xero access to {names} expires on {expires}",
+        f"The Xero refresh token Strongroom uses for {names} has not been renewed since {saved}. Xero lets an "
+        f"unused refresh token expire after 60 days, so it stops working on {expires} (UTC); after that a person "
+        "must consent again.\nA backup of any of these organisations renews it: check that they are not paused "
+        "and run `strongroom backup`, or reconnect with `strongroom connect`.",
+        subject=f"grant:{grant_id}",
+    )
+
+
 def backup_failing(org_id: str, name: str, failures: int, error: str | None) -> Alert:
     return Alert(
         Event.BACKUP_FAILING,
@@ -193,3 +223,7 @@ def damage_suspected(org_id: str, name: str, findings: Sequence[str]) -> Alert:
         f"Comparing the newest backup points of {name} ({org_id}) found:\n- " + "\n- ".join(findings),
         org_id,
     )
+
+
+def _day(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")

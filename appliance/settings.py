@@ -254,6 +254,9 @@ class AlertSettings(_Model):
     """Alert when a point has waited longer than this to reach its region."""
     repeat_after_hours: float = 24.0
     """The same alert about the same organisation is sent at most once in this period."""
+    refresh_warn_days: float = Field(default=50.0, gt=0, lt=60)
+    """Warn when a consent's Xero refresh token has not been renewed for this many days (Xero expires an unused
+    one after 60 days; a backup renews it)."""
     heartbeat_url: str | None = Field(default=None, examples=["https://hc-ping.com/your-uuid"])
     """Pinged (HTTP GET) after every fleet round, healthchecks.io-style."""
 

@@ -96,6 +96,8 @@ class BackupOutcome:
     data_added: int = 0
     seconds: float = 0.0
     error: str | None = None
+    error_kind: str | None = None
+    """The failure's class name (`XeroForbidden`, `ResticFailed`...): what callers decide on, never the text."""
     resume_at: float | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -255,6 +257,7 @@ class BackupEngine:
             except StrongroomError as error:
                 outcome.status = "failed"
                 outcome.error = str(error)
+                outcome.error_kind = type(error).__name__
                 log.error("backup of %s failed: %s", org.name, error)
                 self._finish(run, RunStatus.FAILED, client, org, stats_before, outcome, checkpoint=checkpoint)
             else:

@@ -6,6 +6,10 @@ the replica), and `export`/`restore`, which dispatch to handlers later issues re
 `register_handler`. The daemon and the CLI (when no daemon runs) execute jobs through the same
 `JobRunner.execute`, so a job behaves the same whoever runs it.
 
+A backup Xero refuses with 403 asks `GET /connections` whether the tenant is still connected; when it is not,
+the organisation becomes `disconnected` (distinct from `needs_consent`, a refresh token Xero no longer accepts)
+and a person is told once.
+
 How a job ends:
 - done / failed with a JSON `result` (a backup's outcome, a replication's figures...);
 - cancelled when a person asked (`strongroom jobs cancel`): the runner sees the request in the progress
@@ -35,12 +39,15 @@ from appliance.alerts import Alerter
 from appliance.backup.run import BackupOutcome, Progress, host_for
 from appliance.daemon.lifecycle import stop_signals_raise
 from appliance.errors import Interrupted, NotFound, OrganisationLocked, ResticCancelled, StrongroomError, UsageError
+from appliance.models import Organisation, OrgStatus
 from appliance.service import Appliance
 from appliance.store import Job, JobState
 from appliance.store.fleet import Fleet
 from appliance.vault import retention as retention_rules
 from appliance.vault.replication import Replicator, effective_region, find_copy
 from appliance.vault.repository import Repository
+from appliance.xero.oauth import XeroIdentity
+from appliance.xero.tokens import TokenManager
 
 log = logging.getLogger(__name__)
 
@@ -255,13 +262,22 @@ async def _backup(ctx: JobContext) -> JobOutcome:
     if ctx.cancel.is_set() and outcome.status != "succeeded":
         # restic stopped by our SIGINT reports a failure; it was a stop, and the run keeps its checkpoint.
         raise _Stopped(outcome.error or "stopped")
+    disconnected = organisation.status is OrgStatus.DISCONNECTED
+    refused = outcome.status == "failed" and _refused(outcome) and organisation.status is OrgStatus.ACTIVE
+    if refused and await _connection_gone(appliance, organisation):
+        disconnected = True
+        if appliance.state.orgs.mark_disconnected(org_id):
+            log.warning("%s is no longer connected to app %s in Xero", organisation.name, organisation.app_name)
+        outcome.error = f"{organisation.name} is no longer connected to app {organisation.app_name} in Xero"
     entry = ctx.fleet.record_backup(
         org_id, outcome.status, calls=outcome.calls, error=outcome.error, paused_until=outcome.resume_at
     )
     result = outcome.as_dict()
     if ctx.alerter is not None:
         # apprise delivers synchronously: off the event loop, so a slow webhook never stalls the daemon.
-        await asyncio.to_thread(_backup_alerts, ctx.alerter, organisation.name, entry.failures, outcome)
+        await asyncio.to_thread(
+            _backup_alerts, ctx.alerter, organisation.name, entry.failures, outcome, disconnected=disconnected
+        )
     if outcome.status == "succeeded":
         follow_up: list[tuple[str, str | None, dict[str, Any]]] = []
         settings = appliance.settings
@@ -274,15 +290,45 @@ async def _backup(ctx: JobContext) -> JobOutcome:
     return JobOutcome(JobState.FAILED, result, error=outcome.error or outcome.status)
 
 
-def _backup_alerts(alerter: Alerter, name: str, failures: int, outcome: BackupOutcome) -> None:
+def _backup_alerts(
+    alerter: Alerter, name: str, failures: int, outcome: BackupOutcome, *, disconnected: bool = False
+) -> None:
     status, org_id = outcome.status, outcome.org_id
     if status == "needs_consent":
         alerter.send(alerts.needs_consent(org_id, name))
+    elif disconnected:
+        # Not "backups failing": nothing will succeed until a person reconnects the organisation.
+        alerter.send(alerts.disconnected(org_id, name))
     elif status == "paused" and outcome.resume_at is not None:
         resume = datetime.fromtimestamp(outcome.resume_at, UTC).isoformat(timespec="minutes")
         alerter.send(alerts.day_limit(org_id, name, resume))
     elif status == "failed" and failures >= alerter.settings.failures_before_alert:
         alerter.send(alerts.backup_failing(org_id, name, failures, outcome.error))
+
+
+def _refused(outcome: BackupOutcome) -> bool:
+    """Whether a backup failed on Xero refusing the tenant (`XeroForbidden`, HTTP 403). Xero answers 403
+    `AuthenticationUnsuccessful` for a tenant not connected to the app (NangoHQ/nango#203,
+    XeroAPI/xero-python#116; connections: shared/research/xero-api.md §5.1), and 401 for a missing scope; a
+    403 is still only a reason to ask `GET /connections`, which decides."""
+    return outcome.error_kind == "XeroForbidden"
+
+
+async def _connection_gone(appliance: Appliance, organisation: Organisation) -> bool:
+    """Whether `GET /connections` of the organisation's grant no longer lists its tenant: disconnected in Xero
+    (by a person, or Xero removed it). Not knowing (Xero unreachable, consent lost) is not "gone"."""
+    settings, grants = appliance.settings, appliance.state.grants
+    try:
+        app = settings.app(organisation.app_name)
+        tokens = TokenManager.for_apps(
+            grants, settings.xero, lambda grant_id: settings.app(grants.get(grant_id).app_name)
+        )
+        access_token = await tokens.access_token(organisation.grant_id)
+        tenants = await XeroIdentity(app, settings.xero).list_connections(access_token)
+    except StrongroomError as error:
+        log.warning("could not ask Xero whether %s is still connected: %s", organisation.name, error)
+        return False
+    return all(tenant.tenant_id.lower() != organisation.org_id.lower() for tenant in tenants)
 
 
 def _replicator(appliance: Appliance) -> Replicator:

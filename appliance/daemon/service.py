@@ -6,9 +6,10 @@ This module owns the daemon's main loop, plugged into `appliance.daemon.lifecycl
   whose worker died, drop stale organisation locks, then `READY=1`;
 - every tick (and whenever a job ends): reap finished jobs, pass cancel requests to running jobs, start
   queued jobs people asked for, ask the pure scheduler which backups to start within the concurrency cap and
-  Xero's app limit, queue retention and check jobs that are due, raise alerts for stale organisations, and
-  report `STATUS=` ("412/5000 backed up today, 3 running, 1 failing") plus a heartbeat row the CLI uses to
-  tell that a daemon runs;
+  Xero's app limit, queue retention and check jobs that are due, raise alerts for stale organisations and
+  for refresh tokens nearing Xero's 60-day expiry (`alert_pass`, in a worker thread), and report `STATUS=`
+  ("412/5000 backed up today, 3 running, 1 failing") plus a heartbeat row the CLI uses to tell that a daemon
+  runs;
 - SIGHUP: re-read the settings (new jobs use them; running ones finish with the old);
 - SIGTERM: set every running job's cancel Event, so the backup engine stops at its next checkpoint and restic
   children get SIGINT (releasing their locks), wait for them, and leave their jobs queued to resume; the
@@ -24,7 +25,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -45,6 +46,29 @@ log = logging.getLogger(__name__)
 
 MAINTENANCE_PER_TICK = 10
 """Retention and check jobs queued per tick at most, so a fleet's weekly maintenance spreads out."""
+REFRESH_TOKEN_LIFETIME_DAYS = 60
+"""Xero: "Unused refresh tokens expire after 60 days" (OAUTH-FAQ; shared/research/xero-api.md §5.1 and §8.1)."""
+
+
+@dataclass(frozen=True)
+class AgeingToken:
+    """A grant whose refresh token nears (or passed) Xero's expiry for unused tokens."""
+
+    grant_id: str
+    saved_at: float
+    expires_at: float
+
+
+def ageing_refresh_tokens(saved: Mapping[str, float], *, now: float, warn_days: float) -> list[AgeingToken]:
+    """The grants (grant_id -> when their tokens were last saved) whose refresh token is older than `warn_days`,
+    oldest first; one saved exactly `warn_days` ago is not yet due. Each token is renewed by every refresh, so
+    its age is the time since it was saved."""
+    due = [
+        AgeingToken(grant_id, saved_at, saved_at + REFRESH_TOKEN_LIFETIME_DAYS * scheduler.DAY)
+        for grant_id, saved_at in saved.items()
+        if now - saved_at > warn_days * scheduler.DAY
+    ]
+    return sorted(due, key=lambda token: (token.saved_at, token.grant_id))
 
 
 @dataclass
@@ -206,7 +230,7 @@ class Daemon:
         self._queue_maintenance(fleet, facts, now)
         if self._alerting is None or self._alerting.done():
             # apprise is synchronous: deliver from a worker thread so the event loop (and WATCHDOG=1) never waits.
-            self._alerting = asyncio.ensure_future(asyncio.to_thread(self._stale_alerts, facts, now))
+            self._alerting = asyncio.ensure_future(asyncio.to_thread(self.alert_pass, facts, now))
         window = scheduler.Window.parse(self.settings.schedule.window_start, self.settings.schedule.window_end)
         current = [org if org.org_id not in self.running_orgs() else _replace_running(org) for org in facts.orgs]
         figures = scheduler.progress(current, now=now, tz=tz, window=window)
@@ -320,15 +344,25 @@ class Daemon:
                 fleet.record_maintenance(org_id, "local", kind, ok=True, error="queued")
                 queued += 1
 
-    def _stale_alerts(self, facts: FleetFacts, now: float) -> None:
+    def alert_pass(self, facts: FleetFacts | None = None, now: float | None = None) -> None:
+        """The periodic alerts: stale organisations, refresh tokens nearing expiry. Blocking (apprise delivers
+        synchronously): the tick runs it in a worker thread. Each alert is deduplicated by the `Alerter`."""
         settings = self.settings.alerts
         if not (settings.urls or settings.url_secrets):
             return
-        alerter = self._alerter(Fleet(self.appliance.state.db))
+        state = self.appliance.state
+        fleet = Fleet(state.db)
+        facts = facts if facts is not None else self._facts(fleet)
+        now = time.time() if now is None else now
+        alerter = self._alerter(fleet)
         threshold = settings.stale_after_hours * 3600
         for org in facts.orgs:
             if org.active and org.last_good_at is not None and now - org.last_good_at > threshold:
                 alerter.send(alerts.stale(org.org_id, facts.names[org.org_id], (now - org.last_good_at) / 3600))
+        for token in ageing_refresh_tokens(state.grants.tokens_saved(), now=now, warn_days=settings.refresh_warn_days):
+            names = [org.name for org in state.orgs.list(status=OrgStatus.ACTIVE, grant_id=token.grant_id)]
+            if names:
+                alerter.send(alerts.refresh_token_ageing(token.grant_id, names, token.saved_at, token.expires_at))
 
     def _heartbeat(self, figures: scheduler.FleetProgress) -> None:
         complete = figures.total > 0 and figures.backed_up_today == figures.total

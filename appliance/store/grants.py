@@ -157,6 +157,16 @@ class Grants:
         )
         return [_grant(row) for row in rows]
 
+    def tokens_saved(self) -> dict[str, float]:
+        """grant_id -> when its tokens were last saved (a refresh rotates them), for every active grant that
+        holds tokens and still reaches an active organisation: the refresh tokens whose age matters."""
+        rows = self.db.query(
+            "SELECT grant_id, tokens_saved_at FROM grants WHERE status = 'active' AND tokens_saved_at IS NOT NULL "
+            "AND token_blob IS NOT NULL AND EXISTS (SELECT 1 FROM organisations AS o "
+            "WHERE o.grant_id = grants.grant_id AND o.status = 'active') ORDER BY tokens_saved_at, grant_id"
+        )
+        return {row["grant_id"]: float(row["tokens_saved_at"]) for row in rows}
+
     def set_status(self, grant_id: str, status: GrantStatus) -> None:
         changed = self.db.execute(
             "UPDATE grants SET status = ?, updated_at = ? WHERE grant_id = ?", (status.value, self.db.now(), grant_id)

@@ -118,6 +118,16 @@ class Organisations:
     def set_status(self, org_id: str, status: OrgStatus) -> None:
         self._update(org_id, "status = ?", (OrgStatus(status).value,))
 
+    def mark_disconnected(self, org_id: str) -> bool:
+        """Xero no longer lists the organisation among its grant's connections: an active organisation becomes
+        `disconnected` (one that needs consent keeps needing it: its grant is the problem). Returns whether it
+        changed, so the caller alerts once."""
+        changed = self.db.execute(
+            "UPDATE organisations SET status = ?, updated_at = ? WHERE org_id = ? AND status = ?",
+            (OrgStatus.DISCONNECTED.value, self.db.now(), org_id, OrgStatus.ACTIVE.value),
+        )
+        return bool(changed)
+
     def set_status_for_grant(
         self, grant_id: str, status: OrgStatus, *, only_from: Iterable[OrgStatus] = (OrgStatus.ACTIVE,)
     ) -> builtins.list[str]:

@@ -2,7 +2,8 @@
 (`json://`) to a local HTTP receiver, deduplicated through the state database; the heartbeat ping is a GET.
 
 Which code raises each event is tested where it happens (test_replication: replication lag; test_fleet: the
-heartbeat after a fleet round); this file pins that each event's alert reaches a real webhook, once.
+heartbeat after a fleet round; test_alert_events: disconnected, refresh token ageing); this file pins that each
+event's alert reaches a real webhook, once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ EVENTS = {
     Event.REPLICATION_LAG: alerts.replication_lag("org-1", "Demo Ltd", "au", 40.0, "connection refused"),
     Event.CHECK_FAILED: alerts.check_failed("org-1", "Demo Ltd", "local", "pack 1234 is damaged"),
     Event.DAMAGE_SUSPECTED: alerts.damage_suspected("org-1", "Demo Ltd", ["340 invoices deleted since yesterday"]),
+    Event.DISCONNECTED: alerts.disconnected("org-1", "Demo Ltd"),
+    Event.REFRESH_TOKEN_AGEING: alerts.refresh_token_ageing("grant-1", ["Demo Ltd"], 1_790_000_000, 1_795_184_000),
 }
 
 
@@ -60,3 +63,18 @@ def test_the_heartbeat_is_a_get_and_a_failed_one_only_warns(receiver: Receiver) 
     closed = Receiver()
     closed.close()
     assert Alerter(AlertSettings(heartbeat_url=f"http://127.0.0.1:{closed.port}/x")).heartbeat(timeout=5) is False
+
+
+def test_alerts_about_two_grants_are_deduplicated_apart(receiver: Receiver, tmp_path: Path) -> None:
+    db = open_state(tmp_path / "state.db")
+    try:
+        alerter = Alerter(AlertSettings(urls=[receiver.url]), Fleet(db))
+        first = alerts.refresh_token_ageing("grant-1", ["Demo Ltd"], 1_790_000_000, 1_795_184_000)
+        second = alerts.refresh_token_ageing("grant-2", ["Other Ltd", "Third Ltd"], 1_790_000_000, 1_795_184_000)
+        assert [alerter.send(first), alerter.send(second), alerter.send(second)] == [True, True, False]
+        assert [body["title"] for body in receiver.bodies] == [
+            "Strongroom: Xero access to Demo Ltd expires on 2026-11-20",
+            "Strongroom: Xero access to Other Ltd, Third Ltd expires on 2026-11-20",
+        ]
+    finally:
+        db.close()
