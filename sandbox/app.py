@@ -241,7 +241,10 @@ class ApiGate:
             return
         body = b""
         if method in ("PUT", "POST"):
-            read = await _read_body(receive, writes.MAX_ATTACHMENT_BYTES)
+            try:
+                read = await _read_body(receive, writes.MAX_ATTACHMENT_BYTES)
+            except _ClientGone:
+                return
             if read is None:
                 await _send_bytes(send, 413, b"Request entity too large", "text/plain; charset=utf-8", {})
                 return
@@ -373,6 +376,10 @@ def _base_url(scope: Scope, headers: dict[str, str]) -> str:
     return f"{scope.get('scheme', 'http')}://{host}"
 
 
+class _ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
     """The whole request body, or None once it grows past `limit` (answered 413 without reading on)."""
     chunks: list[bytes] = []
@@ -380,7 +387,10 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            # The client went away mid-body: a server never acts on part of a request (acting on it cached a
+            # 400 under the request's Idempotency-Key, and the client's complete retry was then refused as
+            # "used with a different request").
+            raise _ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

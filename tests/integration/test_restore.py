@@ -227,7 +227,10 @@ def test_kill_9_at_random_moments_then_resume_gives_the_same_result(
     assert interrupted, "no kill ever landed while a request's outcome was unknown"
     clean_counts = app.state.restores.counts(clean_id)
     killed_counts = app.state.restores.counts(restore.restore_id)
-    assert killed_counts == clean_counts
+    refused = sorted(
+        {(e.step, e.reason) for e in app.state.restores.elements(restore.restore_id) if e.status == "refused"}
+    )
+    assert killed_counts == clean_counts, f"refused after kills: {refused}"
     _assert_each_record_once(inst, inst.tenant_id, killed_target, (*COUNTED, "BankTransactions", "Payments"))
     point_tb = usecases.point_mirror(app, inst.tenant_id, snapshot_id).document("reports/TrialBalance") or {}
     params = report_params(point_tb)

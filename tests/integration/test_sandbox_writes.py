@@ -7,6 +7,9 @@ API has the original's trial balance. Every request and 200 response is validate
 from __future__ import annotations
 
 import random
+import socket
+import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -585,6 +588,29 @@ def test_idempotent_replay_returns_the_first_response_and_creates_nothing(api: W
     again = api.put("/Contacts", {"Contacts": [{"Name": ""}]}, headers={"Idempotency-Key": "bad-once"})
     assert failed.status_code == again.status_code == 400
     assert failed.content == again.content  # errors are cached too
+
+
+def test_a_request_cut_off_mid_body_is_not_acted_on(api: WriteApi, server: SandboxServer) -> None:
+    """A client killed while sending its body: nothing is created and nothing is cached under its key, so the
+    complete request sent again with the same Idempotency-Key is served (not refused as a different request)."""
+    body = b'{"Contacts":[{"Name":"Cut Off Ltd"}]}'
+    key = "cut-off-0001"
+    url = urllib.parse.urlsplit(server.base_url)
+    head = (
+        f"PUT /api.xro/2.0/Contacts HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"Authorization: Bearer {api.token.access_token}\r\nxero-tenant-id: {api.tenant_id}\r\n"
+        f"Content-Type: application/json\r\nAccept: application/json\r\nIdempotency-Key: {key}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=10) as sock:
+        sock.sendall(head + body[:20])
+        time.sleep(0.3)  # the server has the headers and part of the body
+    time.sleep(0.3)
+    names = {c["Name"] for c in api.get("/Contacts")["Contacts"]}
+    assert "Cut Off Ltd" not in names
+    whole = api.put("/Contacts", {"Contacts": [{"Name": "Cut Off Ltd"}]}, headers={"Idempotency-Key": key})
+    assert whole.status_code == 200, whole.text
+    assert whole.json()["Contacts"][0]["Name"] == "Cut Off Ltd"
 
 
 def test_writes_count_against_the_rate_limits(server: SandboxServer) -> None:
