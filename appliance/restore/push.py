@@ -28,6 +28,7 @@ import logging
 import threading
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -621,10 +622,16 @@ class RestorePush:
         elements = answer.get(collection)
         if not isinstance(elements, list):
             elements = []
+        if len(prepared) == 1 and prepared[0].body is not None and len(elements) > 1:
+            # One parent, several elements (a credit note's allocations): it is done only if all of them are.
+            refused = [e for e in elements if isinstance(e, dict) and _is_refused(e)]
+            if refused:
+                restores.mark(self.restore_id, step.name, prepared[0].source_id, "refused", _reasons(refused[0]))
+                return
         with self.state.transaction():
             for index, item in enumerate(prepared):
                 element = elements[index] if index < len(elements) and isinstance(elements[index], dict) else {}
-                if element.get("StatusAttributeString") == "ERROR" or element.get("ValidationErrors"):
+                if _is_refused(element):
                     restores.mark(self.restore_id, step.name, item.source_id, "refused", _reasons(element))
                     continue
                 target_id = str(element.get(step.id_field)) if step.id_field and element.get(step.id_field) else None
@@ -672,7 +679,20 @@ class RestorePush:
             for element in sent:
                 restores.mark(self.restore_id, step.name, element.source_id, "pending", None)
             return
-        if step.name in ("allocations", "voids", "archive"):
+        if step.name == "allocations":
+            for element in sent:
+                present, expected = await self._allocations_present(element.source_id)
+                if expected and present == expected:
+                    restores.mark(self.restore_id, step.name, element.source_id, "done", FOUND_AFTER_INTERRUPTION)
+                elif present:
+                    # Part of the set took effect: Xero refused the rest (the whole answer is refused then, see
+                    # `_record_answer`). Sending again could allocate twice, so a person looks at it.
+                    reason = f"{present} of {expected} allocations are in the target after an interruption"
+                    restores.mark(self.restore_id, step.name, element.source_id, "refused", reason)
+                else:
+                    restores.mark(self.restore_id, step.name, element.source_id, "pending", None)
+            return
+        if step.name in ("voids", "archive"):
             for element in sent:
                 if await self._already_applied(step, element.source_id):
                     restores.mark(self.restore_id, step.name, element.source_id, "done", FOUND_AFTER_INTERRUPTION)
@@ -709,9 +729,35 @@ class RestorePush:
             else:
                 restores.mark(self.restore_id, step.name, element.source_id, "pending", None)
 
+    async def _allocations_present(self, source_id: str) -> tuple[int, int]:
+        """(how many of the source document's allocations are live in the target, how many it has): matched by
+        invoice and amount, so an allocation the target already had for another reason is not counted twice."""
+        endpoint, record_id = source_id.split(":", 1)
+        target = self._id_map.get(ENDPOINT_KIND[endpoint], {}).get(record_id)
+        try:
+            expected = transform.allocations(self.source.records(endpoint)[record_id], self._id_map)
+        except Unresolved:
+            return 0, 0
+        if target is None:
+            return 0, len(expected)
+        body = await self.client.get_json(self.grant_id, self.tenant_id, f"{endpoint}/{target}")
+        records = body.get(endpoint) or []
+        live = Counter(
+            (str((a.get("Invoice") or {}).get("InvoiceID")), _cents(a.get("Amount")))
+            for a in (records[0].get("Allocations") or [] if records else [])
+            if not a.get("IsDeleted")
+        )
+        present = 0
+        for allocation in expected:
+            key = (str(allocation["Invoice"]["InvoiceID"]), _cents(allocation.get("Amount")))
+            if live[key] > 0:
+                live[key] -= 1
+                present += 1
+        return present, len(expected)
+
     async def _already_applied(self, step: Step, source_id: str) -> bool:
-        """Whether an allocation set, a void or an archiving already took effect in the target (Xero refuses
-        to archive or void twice, so these are looked up rather than repeated)."""
+        """Whether a void or an archiving already took effect in the target (Xero refuses to archive or void
+        twice, so these are looked up rather than repeated)."""
         if step.name == "archive":
             return await self._already_archived(source_id)
         endpoint, record_id = source_id.split(":", 1)
@@ -723,10 +769,7 @@ class RestorePush:
         if not records:
             return False
         record = records[0]
-        if step.name == "voids":
-            return record.get("Status") in ("VOIDED", "DELETED")
-        live = [a for a in record.get("Allocations") or [] if not a.get("IsDeleted")]
-        return len(live) > 0
+        return record.get("Status") in ("VOIDED", "DELETED")
 
     async def _already_archived(self, source_id: str) -> bool:
         kind_name, rest = source_id.split(":", 1)
@@ -839,3 +882,14 @@ def _dumps(value: Any) -> bytes:
 def run_sync(push: RestorePush) -> RunOutcome:
     """Run a push to completion on a fresh event loop (CLI without a daemon)."""
     return asyncio.run(push.run())
+
+
+def _is_refused(element: Mapping[str, Any]) -> bool:
+    return element.get("StatusAttributeString") == "ERROR" or bool(element.get("ValidationErrors"))
+
+
+def _cents(value: Any) -> int:
+    try:
+        return round(float(value) * 100)
+    except (TypeError, ValueError):
+        return 0
