@@ -257,9 +257,16 @@ def api_update(
 
 def play_day(store: SandboxStore, tenant_id: str, day: int, *, now_ms: int | None = None) -> dict[str, Any]:
     """Play one day of a standing `api_update` rule (called by `churn.advance` after each business day)."""
-    rule = (store.get_config(RULES_KEY, {}) or {}).get(tenant_id)
+    rules = store.get_config(RULES_KEY, {}) or {}
+    rule = rules.get(tenant_id)
     if rule is None:
         return {}
+    if day <= int(rule.get("played_until_ms", -1)):
+        # Each day is played once: `api_update` plays the day the clock stands in, and when the clock stands on
+        # a day boundary (where `advance` leaves it) the next `advance` starts with that same day.
+        return {}
+    rule["played_until_ms"] = day
+    store.set_config(RULES_KEY, rules)
     rng = random.Random(f"damage:{tenant_id}:{day}")
     week = max(0, (day - int(rule["since_ms"])) // (7 * DAY_MS))
     count = int(rule["per_day"]) + week
