@@ -1,6 +1,6 @@
 """Damage rules: what changed between the previous backup point and the new one that a person must look at.
 
-Four rules, each a pure function of a `Step` (what the runner read from the two points) and a `DetectConfig`:
+Six rules, each a pure function of a `Step` (what the runner read from the two points) and a `DetectConfig`:
 
 1. `near_duplicates`: new documents (new ids) that repeat an existing or another new document's contact,
    date, total and reference, in bulk: a re-run import or a sync loop.
@@ -10,6 +10,12 @@ Four rules, each a pure function of a `Step` (what the runner read from the two 
    the organisation rarely uses, compounding: a handful is information, a cluster on one pair is damage.
 4. `bursts`: edits, voids and deletions, new contacts and new payments far above the organisation's own
    recent baseline (the counts of its previous steps).
+5. `mapping_shifts`: new documents of several contacts coded to one account/tax pair that is not their habit,
+   far more of them than the pair's share of the organisation's lines predicts: an integration that started
+   mapping to the wrong account or tax type, caught on its first day.
+6. `payee_changes`: existing contacts' bank or batch-payment details replaced, together with money moving
+   (a payment to such a contact, a contact created and paid within the step) or approved documents voided:
+   the pattern of a compromised connection redirecting payments.
 
 Each finding carries its rule, severity (`info` < `warning` < `critical`), evidence (record ids, counts,
 sums) and the suspected start (earliest change time among the evidence). Which point was the last clean one
@@ -20,6 +26,7 @@ PURE: plain data in, findings out. No database, no restic, no clock.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -62,6 +69,22 @@ class DetectConfig:
     baseline_min_steps: int = 3
     """Previous steps needed for a baseline; with fewer, only `burst_without_baseline` counts."""
     burst_without_baseline: int = 500
+    shift_min_documents: int = 3
+    """New documents on one account/tax pair, off their contacts' habits, before `mapping_shifts` looks at it."""
+    shift_min_contacts: int = 2
+    """Distinct contacts among those documents (one contact re-coded is a person's choice, not an integration)."""
+    shift_min_history: int = 5
+    """Lines a contact (or item) needs in history before a pair it uses is taken as its habit."""
+    shift_habit_share: float = 0.25
+    """A pair holding this share of a contact's (or item's) lines is its habit: its new lines there are normal."""
+    shift_surprise: float = 1e-4
+    """Chance, under the pair's share of the organisation's lines (Poisson), of that many documents on it among
+    the step's new lines, below which the cluster is a warning."""
+    shift_critical: int = 20
+    payee_details_warning: int = 2
+    """Existing contacts whose payment details were replaced in one step before a warning on that alone (one
+    is information unless money moves or approved documents are voided in the same step)."""
+    payee_details_critical: int = 5
     evidence_limit: int = 1000
     """Record ids kept per finding (counts and sums always cover everything)."""
 
@@ -95,6 +118,20 @@ class Line:
     amount: float = 0.0
 
 
+@dataclass(frozen=True)
+class DetailChange:
+    """One payment detail of an existing contact replaced between the two points (values as Xero holds them;
+    findings keep only their last characters)."""
+
+    contact_id: str
+    field: str
+    """`BankAccountDetails` or `BatchPayments.<Field>`."""
+    before: str
+    after: str
+    name: str | None = None
+    updated: str | None = None
+
+
 @dataclass
 class Step:
     """What changed from one point to the next, as the runner read it from the two indexes."""
@@ -117,6 +154,8 @@ class Step:
     `added` (see `ACTIVITY`)."""
     evidence_ids: dict[str, list[str]] = field(default_factory=dict)
     """Activity name -> the record ids counted in it."""
+    detail_changes: list[DetailChange] = field(default_factory=list)
+    """Payment details (bank account, batch-payment details) of contacts present in both points that changed."""
 
 
 ACTIVITY = ("added", "changed", "voided", "deleted", "archived", "new_contacts", "new_payments")
@@ -311,6 +350,176 @@ def bursts(step: Step, baseline: Sequence[Mapping[str, int]], config: DetectConf
     return findings
 
 
+# -- 5. mapping shifts ---------------------------------------------------------------------------------------
+def _habitual(
+    history: Mapping[tuple[str | None, str | None], int] | None,
+    pair: tuple[str | None, str | None],
+    config: DetectConfig,
+) -> bool:
+    """Whether `pair` is a habit of a contact or item with this coding history."""
+    if not history:
+        return False
+    total = sum(history.values())
+    return total >= config.shift_min_history and history.get(pair, 0) >= config.shift_habit_share * total
+
+
+def poisson_tail(count: int, expected: float) -> float:
+    """P(X >= count) for X ~ Poisson(expected), summed upwards (exact for the tiny tails that matter here)."""
+    if count <= 0:
+        return 1.0
+    if expected <= 0:
+        return 0.0
+    term = math.exp(count * math.log(expected) - expected - math.lgamma(count + 1))
+    total, k = 0.0, count
+    while term > total * 1e-12 and k < count + 1000:
+        total += term
+        k += 1
+        term *= expected / k
+    return min(1.0, total)
+
+
+def mapping_shifts(step: Step, config: DetectConfig) -> list[Finding]:
+    """Several contacts' new documents on one account/tax pair that is none of their habits, far above what
+    the pair's share of the organisation's lines predicts for this many new lines.
+
+    A broken integration maps everything it writes to one wrong pair from its first day; contacts whose
+    coding is a habit (`shift_habit_share` of their lines on one pair) keep it, so their new lines on their
+    usual pairs are left out, and contacts without a habit (new ones, or ones coded every which way) count.
+    The surprise is a Poisson tail over documents: `shift_surprise` keeps a few lines of a busy day on a
+    common pair quiet and lets four bills of a quiet step on a pair used by 2 % of lines through."""
+    lines = [(doc, line) for doc, line in step.new_lines if doc.contact_id and doc.status not in ("DELETED", "VOIDED")]
+    if not lines:
+        return []
+    total_history = sum(step.pair_history.values())
+    groups: dict[tuple[str | None, str | None], list[tuple[Doc, Line]]] = defaultdict(list)
+    for doc, line in lines:
+        pair = (line.account, line.tax_type)
+        if _habitual(step.contact_history.get(doc.contact_id or ""), pair, config):
+            continue
+        if line.item and _habitual(step.item_history.get(line.item), pair, config):
+            continue
+        groups[pair].append((doc, line))
+    findings = []
+    for pair, hits in sorted(groups.items(), key=lambda item: (-len(item[1]), str(item[0]))):
+        documents = {doc.record_id: doc for doc, _ in hits}
+        contacts = {doc.contact_id for doc, _ in hits}
+        if len(documents) < config.shift_min_documents or len(contacts) < config.shift_min_contacts:
+            continue
+        share = step.pair_history.get(pair, 0) / total_history if total_history else 0.0
+        expected = share * len(lines)
+        chance = poisson_tail(len(documents), expected)
+        if chance > config.shift_surprise:
+            continue
+        severity: Severity = "critical" if len(documents) >= config.shift_critical else "warning"
+        findings.append(
+            Finding(
+                rule="mapping_shifts",
+                severity=severity,
+                summary=f"{len(documents)} new document(s) of {len(contacts)} contacts coded to {pair[0]}/{pair[1]},"
+                f" none of their habits (about {expected:.1f} expected)",
+                evidence={
+                    "record_ids": sorted(documents)[: config.evidence_limit],
+                    "count": len(documents),
+                    "lines": len(hits),
+                    "account": pair[0],
+                    "tax_type": pair[1],
+                    "contacts": len(contacts),
+                    "expected": round(expected, 3),
+                    "chance": float(f"{chance:.3g}"),
+                    "pair_share": round(share, 4),
+                    "sum": f"{sum(_cents(line.amount) for _, line in hits) / 100:.2f}",
+                },
+                suspected_start=_start(list(documents.values())),
+                fingerprint=f"{pair[0]}/{pair[1]}",
+            )
+        )
+    return findings
+
+
+# -- 6. payee changes ----------------------------------------------------------------------------------------
+def mask(value: str) -> str:
+    """Bank details in findings: the last four characters only."""
+    return f"…{value[-4:]}" if len(value) > 4 else "…" if value else ""
+
+
+def payee_changes(step: Step, config: DetectConfig) -> list[Finding]:
+    """Contacts' payment details replaced, weighed with what else moved money in the same step.
+
+    One replaced bank account is information (suppliers do change banks); it is a warning with a second one,
+    with a contact created and paid within the step, or with approved documents voided; a payment to a
+    contact whose details just changed, or all three together, is critical. The evidence is every record of
+    the pattern: the changed contacts, the new payees with their documents and payments, the voided documents."""
+    changed = {change.contact_id: change for change in step.detail_changes}
+    added_contacts = {doc.record_id: doc for doc in step.added if doc.endpoint == "Contacts"}
+    payments = [doc for doc in step.added if doc.endpoint == "Payments" and doc.status not in ("DELETED", "VOIDED")]
+    to_changed = [p for p in payments if p.contact_id in changed]
+    to_new = [p for p in payments if p.contact_id in added_contacts]
+    new_payees = {p.contact_id for p in to_new if p.contact_id}
+    if not changed and not new_payees:
+        return []
+    payee_documents = [
+        doc for doc in step.added if doc.contact_id in new_payees and doc.endpoint not in ("Contacts", "Payments")
+    ]
+    voided = list(step.evidence_ids.get("voided", [])) if changed else []
+    if to_changed or len(changed) >= config.payee_details_critical or (changed and new_payees and voided):
+        severity: Severity = "critical"
+    elif len(changed) >= config.payee_details_warning or (changed and (new_payees or voided)):
+        severity = "warning"
+    else:
+        severity = "info"
+    parts = []
+    if changed:
+        parts.append(f"payment details of {len(changed)} contact(s) replaced")
+    if to_changed:
+        parts.append(f"{len(to_changed)} payment(s) to them")
+    if new_payees:
+        parts.append(f"{len(new_payees)} new contact(s) paid {len(to_new)} time(s)")
+    if voided:
+        parts.append(f"{len(voided)} approved document(s) voided")
+    record_ids = list(
+        dict.fromkeys(
+            [
+                *changed,
+                *(p.record_id for p in to_changed),
+                *sorted(new_payees),
+                *(d.record_id for d in payee_documents),
+                *(p.record_id for p in to_new),
+                *voided,
+            ]
+        )
+    )
+    return [
+        Finding(
+            rule="payee_changes",
+            severity=severity,
+            summary="; ".join(parts),
+            evidence={
+                "record_ids": record_ids[: config.evidence_limit],
+                "details_changed": [
+                    {
+                        "contact_id": c.contact_id,
+                        "name": c.name,
+                        "field": c.field,
+                        "before": mask(c.before),
+                        "after": mask(c.after),
+                    }
+                    for c in step.detail_changes
+                ][: config.evidence_limit],
+                "payments_to_changed": len(to_changed),
+                "new_payees": sorted(new_payees),
+                "payments_to_new": len(to_new),
+                "voided": len(voided),
+                "paid_sum": _sum([*to_changed, *to_new]),
+            },
+            suspected_start=min(
+                [c.updated for c in step.detail_changes if c.updated]
+                + [t for t in [_start([*to_changed, *to_new, *(added_contacts[c] for c in new_payees)])] if t],
+                default=None,
+            ),
+        )
+    ]
+
+
 def evaluate(step: Step, baseline: Sequence[Mapping[str, int]], config: DetectConfig | None = None) -> list[Finding]:
     """Every rule over one step, most severe first."""
     config = config or DetectConfig()
@@ -319,5 +528,7 @@ def evaluate(step: Step, baseline: Sequence[Mapping[str, int]], config: DetectCo
         *recoded_lines(step, config),
         *unusual_mappings(step, config),
         *bursts(step, baseline, config),
+        *mapping_shifts(step, config),
+        *payee_changes(step, config),
     ]
     return sorted(findings, key=lambda f: (-SEVERITY_ORDER[f.severity], f.rule, f.fingerprint))

@@ -2,10 +2,10 @@
 store the findings.
 
 This module owns what the rules are given (`build_step`: added/changed documents, re-coded lines, the coding
-habits of contacts and items, activity counts, all read from the two points' indexes with set operations on
-record hashes) and the last clean point of each finding: the point before the earliest finding of warning
-or critical severity that nobody has acknowledged yet, so a damage that starts on Monday and is still
-compounding on Wednesday points at Sunday's backup, not Tuesday's.
+habits of contacts and items, contacts' replaced payment details, activity counts, all read from the two
+points' indexes with set operations on record hashes) and the last clean point of each finding: the point
+before the earliest finding of warning or critical severity that nobody has acknowledged yet, so a damage
+that starts on Monday and is still compounding on Wednesday points at Sunday's backup, not Tuesday's.
 
 It opens points through `appliance.points.index` (restic) and writes through `State.findings`; the rules
 themselves (`appliance.detect.rules`) are pure. Alerts are a later issue: findings are only stored.
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.detect import rules
-from appliance.detect.rules import DetectConfig, Doc, Line, Step
+from appliance.detect.rules import DetailChange, DetectConfig, Doc, Line, Step
 from appliance.points.diff import diff_hashes
 from appliance.points.index import DEFAULT_CACHE_MAX_BYTES, PointIndex, open_point
 from appliance.store import State
@@ -85,6 +85,44 @@ def _pair_lines(old: list[Line], new: list[Line]) -> list[tuple[Line, Line]]:
     return pairs
 
 
+PAYMENT_DETAIL_FIELDS = ("BankAccountNumber", "BankAccountName", "Details")
+"""A contact's `BatchPayments` fields that say where its money goes
+(https://developer.xero.com/documentation/api/accounting/contacts, "BatchPayments")."""
+
+
+def _payment_details(contact: dict[str, Any]) -> dict[str, str]:
+    details = {"BankAccountDetails": str(contact.get("BankAccountDetails") or "").strip()}
+    batch = contact.get("BatchPayments")
+    if isinstance(batch, dict):
+        for name in PAYMENT_DETAIL_FIELDS:
+            details[f"BatchPayments.{name}"] = str(batch.get(name) or "").strip()
+    return details
+
+
+def detail_changes(before: PointIndex, after: PointIndex, contact_ids: Iterable[str]) -> list[DetailChange]:
+    """Payment details of contacts (present in both points) that were replaced: a value that was set before
+    and differs now. Setting details a contact never had is how a new supplier is completed, not a change."""
+    changes = []
+    for contact_id in contact_ids:
+        old, new = before.raw("Contacts", contact_id), after.raw("Contacts", contact_id)
+        if old is None or new is None:
+            continue
+        old_details, new_details = _payment_details(old), _payment_details(new)
+        for name, value in old_details.items():
+            if value and new_details.get(name, "") != value:
+                changes.append(
+                    DetailChange(
+                        contact_id,
+                        name,
+                        value,
+                        new_details.get(name, ""),
+                        name=new.get("Name"),
+                        updated=after.scalar("SELECT _updated FROM Contacts WHERE _id = ?", [contact_id]),
+                    )
+                )
+    return changes
+
+
 def build_step(before: PointIndex, after: PointIndex) -> Step:
     """What changed between two points of one organisation, in the shape the rules read."""
     step = Step()
@@ -110,6 +148,7 @@ def build_step(before: PointIndex, after: PointIndex) -> Step:
         if endpoint == "Contacts":
             counts["new_contacts"] += len(added)
             evidence["new_contacts"] += added
+            step.detail_changes += detail_changes(before, after, changed)
         if endpoint == "Payments":
             counts["new_payments"] += len(added)
             evidence["new_payments"] += added
@@ -223,6 +262,8 @@ def after_backup(
         return []
     with (
         open_point(repository, org_id, previous.snapshot_id, cache_dir, max_bytes=max_cache_bytes) as before,
-        open_point(repository, org_id, snapshot_id, cache_dir, max_bytes=max_cache_bytes) as after,
+        open_point(  # derived from the previous point's index: only the files that changed are read
+            repository, org_id, snapshot_id, cache_dir, max_bytes=max_cache_bytes, neighbours=[previous.snapshot_id]
+        ) as after,
     ):
         return detect_step(state, before, after, taken_at=current.taken_at, config=config)

@@ -25,25 +25,10 @@ SCENARIOS: list[Any] = [
     # (kind, options, ground-truth buckets the evidence must cover)
     ("onboarding", {"months": 3, "limit": 12}, ("created",)),
     ("remap", {"months": 6, "limit": 12}, ("changed",)),
-    pytest.param(
-        "api_update",
-        {"per_day": 4},
-        ("created",),
-        # Known miss (strict: turns red once the rules catch it): the wrong account (489) is an ordinary
-        # expense code and half the day-one bills go to suppliers with under `unusual_min_history` lines, so
-        # `unusual_mappings` reports at most 2 lines as info on the first day. See the H4 report.
-        marks=pytest.mark.xfail(strict=True, reason="api_update day one is not yet a warning"),
-        id="api_update",
-    ),
-    pytest.param(
-        "compromise",
-        {"edits": 3, "voids": 2, "payments": 2},
-        ("created", "changed", "voided"),
-        # Known miss (strict): a handful of bank-detail edits, voids and a new supplier paid at once is far
-        # below `burst_min`, and no rule looks at contacts' bank details yet. See the H4 report.
-        marks=pytest.mark.xfail(strict=True, reason="a small compromise burst is not yet a warning"),
-        id="compromise",
-    ),
+    # api_update: day one's bills all coded to one pair off their suppliers' habits (mapping_shifts);
+    # compromise: bank details replaced, a new supplier paid at once, invoices voided (payee_changes).
+    ("api_update", {"per_day": 4}, ("created",)),
+    ("compromise", {"edits": 3, "voids": 2, "payments": 2}, ("created", "changed", "voided")),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from appliance.detect.rules import (
+    DetailChange,
     DetectConfig,
     Doc,
     Line,
@@ -12,7 +13,10 @@ from appliance.detect.rules import (
     bursts,
     duplicate_key,
     evaluate,
+    mapping_shifts,
     near_duplicates,
+    payee_changes,
+    poisson_tail,
     recoded_lines,
     unusual_mappings,
 )
@@ -89,6 +93,135 @@ def test_bursts_are_measured_against_the_organisations_own_baseline() -> None:
     assert (finding.rule, finding.fingerprint, finding.severity) == ("burst", "voided", "critical")
     assert len(finding.evidence["record_ids"]) == 60
     assert bursts(Step(counts={"voided": 60}), baseline[:2], CONFIG) == []  # no baseline yet: absolute limit
+
+
+def _bill(record_id: str, contact: str, account: str, tax: str = "INPUT", amount: float = 100.0) -> tuple[Doc, Line]:
+    return _doc(record_id, contact=contact), Line("Invoices", record_id, None, account, tax, amount=amount)
+
+
+def _coding_habits() -> tuple[dict[str, Counter[Pair]], Counter[Pair]]:
+    """Ten suppliers with a habit of their own (400, 408, ... spread), the organisation's mix of pairs: 489/INPUT
+    is an ordinary expense pair used by 2 % of lines, 200/OUTPUT is sales."""
+    codes = ["400", "408", "412", "425", "429"]
+    history: dict[str, Counter[Pair]] = {
+        f"s{n}": Counter({(codes[n % 5], "INPUT"): 8, (codes[(n + 1) % 5], "INPUT"): 2}) for n in range(10)
+    }
+    pairs: Counter[Pair] = Counter({("200", "OUTPUT"): 600, ("489", "INPUT"): 20, **{(c, "INPUT"): 76 for c in codes}})
+    return history, pairs
+
+
+def test_mapping_shifts_flag_several_contacts_moving_to_one_pair_on_one_day() -> None:
+    history, pairs = _coding_habits()
+    shifted = [_bill(f"api{n}", f"s{n % 3}", "489") for n in range(4)]
+    usual = [_bill("u1", "s0", "400"), _bill("u2", "s1", "408")]  # their habits: left out of the cluster
+    step = Step(new_lines=shifted + usual, contact_history=history, pair_history=pairs)
+    [finding] = mapping_shifts(step, CONFIG)
+    assert (finding.rule, finding.severity, finding.fingerprint) == ("mapping_shifts", "warning", "489/INPUT")
+    assert finding.evidence["record_ids"] == sorted(f"api{n}" for n in range(4))
+    assert finding.evidence["contacts"] == 3
+    assert finding.evidence["chance"] <= CONFIG.shift_surprise
+    # A contact without any history (a new supplier) has no habit to keep: its bill on the pair counts too.
+    fresh = Step(new_lines=[*shifted[:2], _bill("n1", "newbie", "489")], contact_history=history, pair_history=pairs)
+    assert [f.evidence["record_ids"] for f in mapping_shifts(fresh, CONFIG)] == [["api0", "api1", "n1"]]
+
+
+def test_mapping_shifts_stay_quiet_on_a_person_recoding_one_contact_and_on_habits() -> None:
+    history, pairs = _coding_habits()
+    # One contact coded once to a pair it never used: a person's choice.
+    assert (
+        mapping_shifts(Step(new_lines=[_bill("x1", "s0", "489")], contact_history=history, pair_history=pairs), CONFIG)
+        == []
+    )
+    # One contact, many bills on the new pair: still one contact, not an integration's mapping.
+    one_contact = [_bill(f"x{n}", "s0", "489") for n in range(6)]
+    assert mapping_shifts(Step(new_lines=one_contact, contact_history=history, pair_history=pairs), CONFIG) == []
+    # Several contacts on their own habitual pair (s0 and s5 both code to 400): ordinary.
+    habitual = [_bill(f"h{n}", f"s{5 * (n % 2)}", "400") for n in range(6)]
+    assert mapping_shifts(Step(new_lines=habitual, contact_history=history, pair_history=pairs), CONFIG) == []
+    # Three bills of three contacts on a pair among a busy day's 300 new lines: what the pair's share predicts.
+    busy = [_bill(f"b{n}", f"s{n}", "489") for n in range(3)]
+    sales = [
+        (_doc(f"sale{n}", contact=f"cust{n}"), Line("Invoices", f"sale{n}", None, "200", "OUTPUT")) for n in range(297)
+    ]
+    step = Step(new_lines=busy + sales, contact_history=history, pair_history=pairs)
+    assert [f for f in mapping_shifts(step, CONFIG) if f.fingerprint == "489/INPUT"] == []
+
+
+def test_poisson_tail() -> None:
+    assert poisson_tail(0, 3.0) == 1.0
+    assert poisson_tail(3, 0.0) == 0.0
+    assert abs(poisson_tail(1, 2.0) - (1 - 2.718281828459045**-2)) < 1e-12
+    assert 1e-7 < poisson_tail(4, 0.08) < 1e-5
+
+
+def _contact(record_id: str) -> Doc:
+    return Doc("Contacts", record_id, "ACTIVE", record_id, None, None, None, record_id, "2026-09-30T00:05:00Z")
+
+
+def _payment(record_id: str, contact: str, amount: float) -> Doc:
+    return Doc(
+        "Payments", record_id, "AUTHORISED", contact, "2026-09-30", amount, "Urgent", None, "2026-09-30T00:09:00Z"
+    )
+
+
+def _bank_change(contact: str) -> DetailChange:
+    return DetailChange(
+        contact,
+        "BankAccountDetails",
+        "94-6237-8421404",
+        "58-5560-5919561-00",
+        name=contact,
+        updated="2026-09-30T00:01:00Z",
+    )
+
+
+def test_payee_changes_flag_replaced_bank_details_with_a_new_payee_and_voids() -> None:
+    new_payee = _contact("apex")
+    bills = [_doc(f"bill{n}", contact="apex", total=5000.0 + n) for n in range(2)]
+    payments = [_payment(f"pay{n}", "apex", 5000.0 + n) for n in range(2)]
+    ordinary = [_doc("inv9", contact="c9"), _payment("pay9", "c9", 100.0)]  # the day's normal business
+    step = Step(
+        added=[new_payee, *bills, *payments, *ordinary],
+        detail_changes=[_bank_change(f"sup{n}") for n in range(3)],
+        evidence_ids={"voided": ["v1", "v2"]},
+    )
+    [finding] = payee_changes(step, CONFIG)
+    assert (finding.rule, finding.severity) == ("payee_changes", "critical")
+    assert set(finding.evidence["record_ids"]) == {
+        "sup0",
+        "sup1",
+        "sup2",
+        "apex",
+        "bill0",
+        "bill1",
+        "pay0",
+        "pay1",
+        "v1",
+        "v2",
+    }
+    assert finding.evidence["paid_sum"] == "10001.00"
+    assert finding.evidence["details_changed"][0]["before"] == "…1404"  # bank details are kept masked
+    assert "94-6237" not in str(finding.evidence)
+    assert finding.suspected_start == "2026-09-30T00:01:00Z"
+
+
+def test_payee_changes_weigh_one_changed_bank_account_as_information() -> None:
+    one = Step(detail_changes=[_bank_change("sup0")], evidence_ids={"voided": []})
+    assert [f.severity for f in payee_changes(one, CONFIG)] == ["info"]
+    two = Step(detail_changes=[_bank_change("sup0"), _bank_change("sup1")])
+    assert [f.severity for f in payee_changes(two, CONFIG)] == ["warning"]
+    with_void = Step(detail_changes=[_bank_change("sup0")], evidence_ids={"voided": ["v1"]})
+    assert [f.severity for f in payee_changes(with_void, CONFIG)] == ["warning"]
+    paid_after_change = Step(detail_changes=[_bank_change("sup0")], added=[_payment("p1", "sup0", 900.0)])
+    [finding] = payee_changes(paid_after_change, CONFIG)
+    assert (finding.severity, finding.evidence["record_ids"]) == ("critical", ["sup0", "p1"])
+    # Without a replaced bank account: a new contact paid at once is information, voids alone are not this rule's.
+    new_paid = Step(
+        added=[_contact("n1"), _doc("b1", contact="n1"), _payment("p2", "n1", 50.0)], evidence_ids={"voided": ["v1"]}
+    )
+    [finding] = payee_changes(new_paid, CONFIG)
+    assert (finding.severity, finding.evidence["record_ids"]) == ("info", ["n1", "b1", "p2"])
+    assert payee_changes(Step(added=[_contact("n2")], evidence_ids={"voided": ["v1", "v2"]}), CONFIG) == []
 
 
 def test_evaluate_orders_by_severity() -> None:
