@@ -276,6 +276,9 @@ class BackupEngine:
         """Snapshots restic finished but the state never recorded (the process died between the two):
         restic writes a snapshot file only once its data is complete, so they are whole points; record them."""
         adopted = 0
+        on_disk = repository.local_snapshot_ids()
+        if on_disk is not None and on_disk <= known:  # nothing unknown: no restic start needed to know it
+            return 0
         for snapshot in repository.snapshots(host=host_for(org_id)):
             if snapshot.id in known:
                 continue

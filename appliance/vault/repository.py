@@ -95,6 +95,10 @@ def _forget_groups(text: str) -> tuple[list[str], list[str], dict[str, list[str]
     return kept, removed, reasons
 
 
+def _is_storage_id(name: str) -> bool:
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
 def _json_document(text: str) -> Any:
     """The first JSON document in `text` (restic may follow it with plain text, e.g. `forget --prune`)."""
     start = min((i for i in (text.find("["), text.find("{")) if i >= 0), default=-1)
@@ -239,7 +243,28 @@ class Repository:
             raise error
         return _summary(summary, snapshot_id)
 
+    def local_snapshot_ids(self) -> set[str] | None:
+        """The full ids of the snapshots in a repository on a local path, read from its `snapshots/` directory
+        without starting restic (each start repeats the key derivation); None for remote backends.
+
+        restic's repository format names every file but `config` by its storage id, and a snapshot's storage
+        id is the snapshot id (restic doc/design.rst, "Repository Format" and "Snapshots"); a snapshot file is
+        written only once its data is complete, and is never modified."""
+        location = self._endpoint.location
+        path = location.removeprefix("local:")
+        if not path.startswith("/"):  # s3:, rest:, sftp:, rclone:, ... (a local repository is always absolute)
+            return None
+        try:
+            return {entry.name for entry in (Path(path) / "snapshots").iterdir() if _is_storage_id(entry.name)}
+        except OSError:
+            return None
+
     def _resolve(self, short_id: str) -> str:
+        local = self.local_snapshot_ids()
+        if local is not None:
+            found = [snapshot_id for snapshot_id in local if snapshot_id.startswith(short_id)]
+            if len(found) == 1:
+                return found[0]
         matches = [s.id for s in self._snapshots(snapshot_ids=[short_id]) if s.id.startswith(short_id)]
         if len(matches) != 1:
             raise ResticFailed(f"cannot resolve snapshot {short_id}: {len(matches)} matches")

@@ -27,6 +27,7 @@ import pytest
 
 from appliance.backup.mirror import Mirror
 from appliance.backup.mirror import id_field as mirror_id_field
+from appliance.backup.run import host_for
 from appliance.models import OrgStatus
 from appliance.service import Appliance
 from appliance.settings import Settings
@@ -171,6 +172,24 @@ def test_incremental_runs_follow_days_of_churn(installation: Installation) -> No
     assert_matches_truth(Mirror(installation.appliance.mirror_path(installation.tenant_id)),
                          installation.sandbox.truth(installation.tenant_id))  # fmt: skip
     installation.appliance.repository(installation.tenant_id).check(read_data_subset="100%")
+
+
+def test_a_snapshot_restic_finished_but_the_state_never_recorded_is_adopted(installation: Installation) -> None:
+    """A process killed between restic's snapshot and the state's row: the next backup records the orphan
+    (found in the local repository's snapshots/ directory, then read through restic)."""
+    app, org_id = installation.appliance, installation.tenant_id
+    repository = app.repository(org_id)
+    before = {p.snapshot_id for p in app.points(org_id)}
+    assert before, "an earlier test backs this organisation up"
+    assert repository.local_snapshot_ids() == before  # nothing unknown: the backup asks restic nothing more
+    orphan = repository.backup(app.mirror_path(org_id), host=host_for(org_id), tags=["strongroom", "mode:full"])
+    assert repository.local_snapshot_ids() == before | {orphan.snapshot_id}
+    (outcome,) = asyncio.run(app.backup())
+    assert outcome.status == "succeeded", outcome
+    points = {p.snapshot_id: p for p in app.points(org_id)}
+    assert set(points) == before | {orphan.snapshot_id, outcome.snapshot_id}
+    assert points[orphan.snapshot_id].summary.get("adopted") is True
+    assert points[orphan.snapshot_id].mode == "full"
 
 
 def test_token_expiry_and_rotation_mid_run(tmp_path: Path) -> None:

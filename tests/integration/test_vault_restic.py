@@ -182,6 +182,10 @@ def test_second_backup_deduplicates_and_finds_its_parent(tmp_path: Path, repo: R
     assert snapshots[1].tags == ["org:1", "run:2"]
     assert repo.snapshots(tags=["run:2"]) == [snapshots[1]]
     assert repo.snapshots(host="org-2") == []
+    # A local repository's snapshot ids are read from its snapshots/ directory, no restic start needed.
+    assert repo.local_snapshot_ids() == {first.snapshot_id, second.snapshot_id}
+    remote = Repository("s3:http://127.0.0.1:9/bucket", PASSWORD, cache_dir=tmp_path / "cache")
+    assert remote.local_snapshot_ids() is None
 
 
 def test_ls_dump_restore_round_trip(tmp_path: Path, repo: Repository) -> None:
