@@ -53,7 +53,7 @@ import orjson
 import sqlite_utils
 
 from appliance.backup.mirror import DATE_FIELDS, INDEX_NAME, MANIFEST_NAME, id_field
-from appliance.errors import StrongroomError
+from appliance.errors import ResticFailed, StrongroomError
 from appliance.points import ledger
 from appliance.vault.repository import Repository
 
@@ -351,7 +351,12 @@ def derive_index(
         progress("read", 0, 0)
     changed: list[str] = []
     removed: list[str] = []
-    for modifier, changed_path in repository.diff(base_snapshot, snapshot_id):
+    try:
+        changes = repository.diff(base_snapshot, snapshot_id)
+    except ResticFailed as error:  # e.g. the neighbour's snapshot was forgotten since its index was cached
+        log.info("point %s cannot be derived from %s: %s", snapshot_id[:8], base_snapshot[:8], error)
+        return False
+    for modifier, changed_path in changes:
         relative = changed_path.lstrip("/")
         if changed_path.endswith("/") or not _wanted(relative):
             continue

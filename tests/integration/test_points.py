@@ -404,6 +404,29 @@ def test_a_point_derived_from_its_cached_neighbour_equals_a_full_build(world: Wo
     assert sum(len(rows) for rows in theirs.values()) > 2000
 
 
+def test_a_neighbour_whose_snapshot_is_gone_falls_back_to_a_full_build(world: World) -> None:
+    """A cached index can outlive its snapshot (retention forgot it): `restic diff` fails, the point is read
+    whole instead."""
+    cache, org_id = world.service.cache_dir, world.org_id
+    world.service.open(org_id, world.full.snapshot_id).close()
+    gone = "f" * 64
+    orphan = index_path(cache, org_id, gone)
+    shutil.copyfile(index_path(cache, org_id, world.full.snapshot_id), orphan)
+    connection = sqlite3.connect(orphan)
+    with connection:
+        connection.execute("UPDATE meta SET value = ? WHERE key = 'snapshot_id'", (gone,))
+    connection.close()
+    target = index_path(cache, org_id, world.incremental.snapshot_id)
+    target.unlink(missing_ok=True)
+    repository = world.appliance.repository(org_id)
+    try:
+        with open_point(repository, org_id, world.incremental.snapshot_id, cache, neighbours=[gone]) as index:
+            assert "derived_from" not in index.meta
+            assert index.snapshot_id == world.incremental.snapshot_id
+    finally:
+        orphan.unlink(missing_ok=True)
+
+
 def test_deriving_handles_removed_shards_new_endpoints_and_removed_endpoints(tmp_path: Path) -> None:
     def line(record: dict[str, Any]) -> bytes:
         return canonical_json(record).encode() + b"\n"
