@@ -379,7 +379,10 @@ def derive_index(
                     contents.append((relative, (Path(scratch) / relative).read_bytes()))
                 except FileNotFoundError as error:
                     raise PointIndexError(f"point {snapshot_id[:8]}: {relative} was not restored") from error
-            shutil.copyfile(base, temporary)
+            try:
+                shutil.copyfile(base, temporary)
+            except FileNotFoundError:  # another process evicted the neighbour meanwhile
+                return False
             _apply_changes(temporary, contents, removed, org_id=org_id, snapshot_id=snapshot_id, base=base_snapshot)
         os.chmod(temporary, 0o600)
         os.replace(temporary, path)
