@@ -26,6 +26,7 @@ import contextlib
 import logging
 import random
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
 from typing import Protocol
@@ -64,6 +65,27 @@ class Refresher(Protocol):
     async def refresh(self, refresh_token: str) -> TokenSet: ...
 
 
+_LOOP_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+
+
+def _grant_lock(grant_id: str) -> asyncio.Lock:
+    """The one in-process lock of a grant, shared by every `TokenManager` on this event loop.
+
+    The daemon runs each job with its own manager; with a lock per manager, 16 jobs whose shared grant's
+    token expired all waited for the cross-process lock in worker threads, filled the default executor (6
+    threads on 2 cores), and the holder could not run its own `to_thread` save: every waiter timed out after
+    120 s (measured in the 5,000-organisation fleet round). Sharing the lock per loop leaves at most one
+    waiter per grant in a thread."""
+    loop = asyncio.get_running_loop()
+    locks = _LOOP_LOCKS.get(loop)
+    if locks is None:
+        locks = _LOOP_LOCKS[loop] = {}
+    lock = locks.get(grant_id)
+    if lock is None:
+        lock = locks[grant_id] = asyncio.Lock()
+    return lock
+
+
 class TokenManager:
     """Hands out a valid access token per grant (`await access_token(grant_id)`)."""
 
@@ -86,7 +108,6 @@ class TokenManager:
         self._retry = retry or RetryPolicy(max_retries=4, base=1.0, cap=15.0)
         self._rng = rng or random.Random()
         self._margin = margin
-        self._locks: dict[str, asyncio.Lock] = {}
         self.refreshes = 0
         """Refresh calls that succeeded (for tests and run statistics)."""
 
@@ -121,8 +142,7 @@ class TokenManager:
             raise ConsentRequired(f"no token set is stored for grant {grant_id}", hint="run `strongroom connect`")
         if self._usable(token_set, rejected):
             return token_set.access_token
-        lock = self._locks.setdefault(grant_id, asyncio.Lock())
-        async with lock, self._cross_process_lock(grant_id):
+        async with _grant_lock(grant_id), self._cross_process_lock(grant_id):
             # Someone may have refreshed while we waited (another task here, or another process).
             token_set = await asyncio.to_thread(self._store.load, grant_id)
             if token_set is None:

@@ -4,6 +4,7 @@ consent, and concurrent refreshes from several tasks and token managers."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -297,7 +298,7 @@ async def test_concurrent_refresh_from_many_tasks_and_managers_is_one_refresh(
     store = MemoryTokenStore()
     store.save(GRANT, expired(connected.token_set))
     transport = CountingTransport()
-    # Two managers over one store stand in for two processes: only the store's lock is shared.
+    # Two managers over one store: two jobs of one daemon (other processes: tests/integration/test_state_store.py).
     managers = [manager_for(connected, store, transport), manager_for(connected, store, transport)]
     tokens = await asyncio.gather(*(managers[i % 2].access_token(GRANT) for i in range(12)))
     assert transport.token_calls == 1
@@ -309,6 +310,26 @@ async def test_concurrent_refresh_from_many_tasks_and_managers_is_one_refresh(
     assert transport.token_calls == 2
     assert len(set(again)) == 1
     assert again[0] != rejected
+    await transport.aclose()
+
+
+async def test_many_jobs_sharing_an_expired_grant_do_not_starve_the_thread_pool(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """The daemon runs each job with its own manager. 16 of them meeting one expired token, with fewer worker
+    threads than jobs (6 on a 2-core machine), once deadlocked: every waiter held a thread on the blocking
+    cross-process lock and the holder could not run its own save. They must all get the new token, from one
+    refresh."""
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=4))
+    connected = await connect(sandbox.info, tmp_path)
+    store = MemoryTokenStore()
+    store.save(GRANT, expired(connected.token_set))
+    transport = CountingTransport()
+    managers = [manager_for(connected, store, transport) for _ in range(16)]
+    tokens = await asyncio.wait_for(asyncio.gather(*(m.access_token(GRANT) for m in managers)), timeout=60)
+    assert len(set(tokens)) == 1
+    assert transport.token_calls == 1
     await transport.aclose()
 
 
