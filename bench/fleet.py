@@ -209,6 +209,7 @@ def main() -> int:
     parser.add_argument("--max-concurrent-jobs", type=int, default=16)
     parser.add_argument("--dir", type=Path, default=None, help="Work directory (default: a temporary one).")
     parser.add_argument("--nightly", action="store_true", help="Also measure a second, incremental round.")
+    parser.add_argument("--timeout", type=float, default=3 * 3600, help="Give up on a round after this many s.")
     args = parser.parse_args()
     # The result is printed before the scratch directory goes: a 400-organisation run once lost its figures to
     # a failed cleanup (ENOTEMPTY while deleting the state directory).
@@ -222,6 +223,7 @@ def main() -> int:
             max_concurrent_jobs=args.max_concurrent_jobs,
             progress=sys.stderr.isatty(),
             nightly_round=args.nightly,
+            timeout=args.timeout,
         )
         print(json.dumps(asdict(result), indent=2), flush=True)
     return 0
