@@ -56,6 +56,7 @@ from appliance.backup.mirror import DATE_FIELDS, INDEX_NAME, MANIFEST_NAME, id_f
 from appliance.errors import ResticFailed, StrongroomError
 from appliance.points import ledger
 from appliance.vault.repository import Repository
+from appliance.vault.runner import widen_pipe
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +291,7 @@ def _build_from_repository(
     files, 72 MB of JSON): `restic restore` with include patterns 9.8 s plus 1.4 s to read the tree back, `dump`
     3.6 s plus 1.1 s, overlapping here."""
     read_end, write_end = os.pipe()
+    widen_pipe(read_end)  # see PIPE_BYTES: the copying thread must not be starved by the parsing one
     failure: list[BaseException] = []
 
     def produce() -> None:

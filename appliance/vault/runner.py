@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import json
 import logging
 import os
@@ -395,6 +396,8 @@ class Runner:
                 read_end, write_end = os.pipe()
                 parent_fds.append(read_end)
                 child_fds.append(write_end)
+            if out is not None:
+                widen_pipe(parent_fds[0])
             if shutil.which(self.binary) is None:
                 raise ResticMissing(
                     f"restic binary {self.binary!r} not found",
@@ -554,6 +557,22 @@ class Runner:
         # nothing keeps our pipes open. The group outlives a reaped leader only while it has members.
         _kill_group(process.pid)
         process.wait()
+
+
+PIPE_BYTES = 1 << 20
+"""Capacity asked for pipes that stream bulk data (Linux's default unprivileged maximum,
+/proc/sys/fs/pipe-max-size). With the default 64 KiB, a thread copying restic's `dump` output gets the GIL
+back from a CPU-bound consumer only every switch interval (5 ms), so it moved at most 64 KiB per 5 ms and a
+point's tar took twice as long to arrive (measured: a cold open of a medium organisation, dump 1.8 s and
+build 2.2 s, took 4.1 s instead of overlapping)."""
+
+
+def widen_pipe(fd: int) -> None:
+    """Ask for a `PIPE_BYTES` pipe buffer (Linux); elsewhere, or when refused, keep the default."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, set_size, PIPE_BYTES)
 
 
 def _kill_group(pgid: int) -> None:
