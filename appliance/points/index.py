@@ -412,8 +412,6 @@ def _apply_changes(
     existing = {name for (name,) in connection.execute("SELECT name FROM endpoints")}
     shards: dict[str, set[str]] = {}
     attachment_keys: set[tuple[str, str]] = set()
-    attachment_indexes: list[tuple[str, bytes]] = []
-    documents: list[tuple[str, str]] = []
     gone_documents: list[str] = []
     for relative in [*removed, *(relative for relative, _ in changed)]:
         parts = relative.split("/")
@@ -422,21 +420,11 @@ def _apply_changes(
         elif parts[0] == "attachments":
             attachment_keys.add((parts[1], parts[-2]))
         elif relative in removed:
-            gone_documents.append("manifest" if relative == MANIFEST_NAME else relative.removesuffix(".json"))
-    builders: dict[str, _EndpointBuilder] = {}
+            gone_documents.append(_document_name(relative))
+    mirror = _MirrorFiles(dates)
     for relative, data in changed:
-        parts = relative.split("/")
-        if parts[0] == "records":
-            builder = builders.get(parts[1])
-            if builder is None:
-                builder = builders[parts[1]] = _EndpointBuilder(parts[1], dates)
-            _add_shard(builder, relative, data)
-        elif parts[0] == "attachments":
-            attachment_indexes.append((relative, data))
-        else:
-            documents.append(
-                ("manifest" if relative == MANIFEST_NAME else relative.removesuffix(".json"), data.decode())
-            )
+        mirror.add(relative, data)
+    builders, attachment_indexes, documents = mirror.builders, mirror.attachment_indexes, mirror.documents
     with connection:
         for endpoint, names in shards.items():
             if endpoint not in existing:
@@ -787,25 +775,11 @@ def _build(files: FileSource, path: Path, *, org_id: str, snapshot_id: str, prog
     connection.execute("PRAGMA cache_size = -65536")  # 64 MiB: index creation sorts in memory
     db = sqlite_utils.Database(connection)
     dates = _Dates()
-    builders: dict[str, _EndpointBuilder] = {}
-    attachment_indexes: list[tuple[str, bytes]] = []
-    documents: list[tuple[str, str]] = []
-    read = 0
+    mirror = _MirrorFiles(dates)
     for relative, data in files:
-        parts = relative.split("/")
-        if parts[0] == "records":
-            builder = builders.get(parts[1])
-            if builder is None:
-                builder = builders[parts[1]] = _EndpointBuilder(parts[1], dates)
-            read += _add_shard(builder, relative, data)
-            if progress and read % 5000 < 200:
-                progress("read", read, 0)
-        elif parts[0] == "attachments":
-            attachment_indexes.append((relative, data))
-        else:
-            documents.append(
-                ("manifest" if relative == MANIFEST_NAME else relative.removesuffix(".json"), data.decode())
-            )
+        if mirror.add(relative, data) and progress and mirror.records % 5000 < 200:
+            progress("read", mirror.records, 0)
+    builders, attachment_indexes, documents = mirror.builders, mirror.attachment_indexes, mirror.documents
     if not any(name == "manifest" for name, _ in documents):
         raise PointIndexError(f"point {snapshot_id[:8]} holds no manifest.json: not a Strongroom mirror")
     with connection:
@@ -842,6 +816,39 @@ def _build(files: FileSource, path: Path, *, org_id: str, snapshot_id: str, prog
             ],
         )
     connection.close()
+
+
+def _document_name(relative: str) -> str:
+    """`documents` row name of a top-level or report file: `manifest`, `organisation`, `reports/<Name>`."""
+    return "manifest" if relative == MANIFEST_NAME else relative.removesuffix(".json")
+
+
+class _MirrorFiles:
+    """A mirror's files sorted for the index (a full build and a derived one read them alike): records into
+    one builder per endpoint, attachments' `index.json` files, and the documents."""
+
+    def __init__(self, dates: _Dates) -> None:
+        self.dates = dates
+        self.builders: dict[str, _EndpointBuilder] = {}
+        self.attachment_indexes: list[tuple[str, bytes]] = []
+        self.documents: list[tuple[str, str]] = []
+        self.records = 0
+
+    def add(self, relative: str, data: bytes) -> int:
+        """Take one file (`_wanted` paths only); returns the records it held."""
+        parts = relative.split("/")
+        if parts[0] == "records":
+            builder = self.builders.get(parts[1])
+            if builder is None:
+                builder = self.builders[parts[1]] = _EndpointBuilder(parts[1], self.dates)
+            added = _add_shard(builder, relative, data)
+            self.records += added
+            return added
+        if parts[0] == "attachments":
+            self.attachment_indexes.append((relative, data))
+        else:
+            self.documents.append((_document_name(relative), data.decode()))
+        return 0
 
 
 def _add_shard(builder: _EndpointBuilder, relative: str, data: bytes) -> int:
