@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.backup.run import BackupEngine, BackupOutcome, ProgressCallback
-from appliance.errors import ConfigError, NotFound
+from appliance.errors import ConfigError, NotFound, StrongroomError
 from appliance.models import Organisation, OrgStatus
 from appliance.settings import Settings, XeroApp
 from appliance.store import State
@@ -124,13 +124,16 @@ class Appliance:
     def mirror_path(self, org_id: str) -> Path:
         return self.settings.data_dir / "mirrors" / org_id / "current"
 
-    def _clients(self) -> dict[str, XeroClient]:
+    def _tokens(self) -> TokenManager:
         state = self.state
 
         def app_for_grant(grant_id: str) -> XeroApp:
             return self.settings.app(state.grants.get(grant_id).app_name)
 
-        tokens = TokenManager.for_apps(state.grants, self.settings.xero, app_for_grant)
+        return TokenManager.for_apps(state.grants, self.settings.xero, app_for_grant)
+
+    def _clients(self) -> dict[str, XeroClient]:
+        tokens = self._tokens()
         return {
             app.name: XeroClient(
                 self.settings.xero,
@@ -140,6 +143,18 @@ class Appliance:
             )
             for app in self.settings.apps
         }
+
+    async def connection_gone(self, organisation: Organisation) -> bool:
+        """Whether `GET /connections` of the organisation's grant no longer lists its tenant: disconnected in
+        Xero (by a person, or Xero removed it). Not knowing (Xero unreachable, consent lost) is not "gone"."""
+        try:
+            app = self.settings.app(organisation.app_name)
+            access_token = await self._tokens().access_token(organisation.grant_id)
+            tenants = await XeroIdentity(app, self.settings.xero).list_connections(access_token)
+        except StrongroomError as error:
+            log.warning("could not ask Xero whether %s is still connected: %s", organisation.name, error)
+            return False
+        return all(tenant.tenant_id.lower() != organisation.org_id.lower() for tenant in tenants)
 
     # -- backup ---------------------------------------------------------------------------------------------------
     async def backup(

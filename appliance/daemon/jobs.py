@@ -39,15 +39,13 @@ from appliance.alerts import Alerter
 from appliance.backup.run import BackupOutcome, Progress, host_for
 from appliance.daemon.lifecycle import stop_signals_raise
 from appliance.errors import Interrupted, NotFound, OrganisationLocked, ResticCancelled, StrongroomError, UsageError
-from appliance.models import Organisation, OrgStatus
+from appliance.models import OrgStatus
 from appliance.service import Appliance
 from appliance.store import Job, JobState
 from appliance.store.fleet import Fleet
 from appliance.vault import retention as retention_rules
 from appliance.vault.replication import Replicator, effective_region, find_copy
 from appliance.vault.repository import Repository
-from appliance.xero.oauth import XeroIdentity
-from appliance.xero.tokens import TokenManager
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +262,7 @@ async def _backup(ctx: JobContext) -> JobOutcome:
         raise _Stopped(outcome.error or "stopped")
     disconnected = organisation.status is OrgStatus.DISCONNECTED
     refused = outcome.status == "failed" and _refused(outcome) and organisation.status is OrgStatus.ACTIVE
-    if refused and await _connection_gone(appliance, organisation):
+    if refused and await appliance.connection_gone(organisation):
         disconnected = True
         if appliance.state.orgs.mark_disconnected(org_id):
             log.warning("%s is no longer connected to app %s in Xero", organisation.name, organisation.app_name)
@@ -312,23 +310,6 @@ def _refused(outcome: BackupOutcome) -> bool:
     XeroAPI/xero-python#116; connections: shared/research/xero-api.md §5.1), and 401 for a missing scope; a
     403 is still only a reason to ask `GET /connections`, which decides."""
     return outcome.error_kind == "XeroForbidden"
-
-
-async def _connection_gone(appliance: Appliance, organisation: Organisation) -> bool:
-    """Whether `GET /connections` of the organisation's grant no longer lists its tenant: disconnected in Xero
-    (by a person, or Xero removed it). Not knowing (Xero unreachable, consent lost) is not "gone"."""
-    settings, grants = appliance.settings, appliance.state.grants
-    try:
-        app = settings.app(organisation.app_name)
-        tokens = TokenManager.for_apps(
-            grants, settings.xero, lambda grant_id: settings.app(grants.get(grant_id).app_name)
-        )
-        access_token = await tokens.access_token(organisation.grant_id)
-        tenants = await XeroIdentity(app, settings.xero).list_connections(access_token)
-    except StrongroomError as error:
-        log.warning("could not ask Xero whether %s is still connected: %s", organisation.name, error)
-        return False
-    return all(tenant.tenant_id.lower() != organisation.org_id.lower() for tenant in tenants)
 
 
 def _replicator(appliance: Appliance) -> Replicator:
