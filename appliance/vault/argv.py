@@ -86,6 +86,8 @@ def secret_options(
     password_fd: int,
     from_repository_fd: int | None = None,
     from_password_fd: int | None = None,
+    key_hint: str | None = None,
+    from_key_hint: str | None = None,
 ) -> Argv:
     """Global options pointing restic at inherited pipes for the location and password (both ends of a copy).
 
@@ -103,6 +105,11 @@ def secret_options(
             "--from-password-file",
             fd_path(from_password_fd),
         ]
+    # A key id is no secret: it names a file in the repository's keys/ directory (`appliance.vault.keys`).
+    if key_hint:
+        options += ["--key-hint", key_hint]
+    if from_key_hint:
+        options += ["--from-key-hint", from_key_hint]
     return tuple(options)
 
 

@@ -13,14 +13,18 @@ to `lock_wait_seconds`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import orjson
 
 from appliance.errors import (
     IncompleteSnapshot,
@@ -33,7 +37,7 @@ from appliance.errors import (
 from appliance.models import BackupSummary, Snapshot
 from appliance.settings import RetentionPolicy
 from appliance.vault import argv as restic_argv
-from appliance.vault import retention
+from appliance.vault import keys, retention
 from appliance.vault.argv import Feature, Version
 from appliance.vault.runner import Completed, Endpoint, Runner, mask_location
 
@@ -99,6 +103,27 @@ def _is_storage_id(name: str) -> bool:
     return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
+def _write_new_file(path: Path, content: bytes, *, mode: int) -> None:
+    """Write `path` whole or not at all (temporary file, fsync, rename, directory fsync), as restic's local
+    backend writes a repository file: never replaced, read-only once written."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
 def _json_document(text: str) -> Any:
     """The first JSON document in `text` (restic may follow it with plain text, e.g. `forget --prune`)."""
     start = min((i for i in (text.find("["), text.find("{")) if i >= 0), default=-1)
@@ -135,6 +160,8 @@ class Repository:
         self._runner = runner or Runner(binary)
         self._timeout = timeout_seconds
         self._lock_wait = lock_wait_seconds
+        self._hint_known = False
+        self._hint_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Repository({mask_location(self._endpoint.location)!r})"
@@ -150,7 +177,7 @@ class Repository:
     def _run(self, args: restic_argv.Argv, **kwargs: Any) -> Completed:
         kwargs.setdefault("timeout", self._timeout)
         try:
-            result = self._runner.run(args, self._endpoint, **kwargs)
+            result = self._runner.run(args, self._prepared(), **kwargs)
         except ResticCancelled:
             self._release_after_cancel()
             raise
@@ -166,6 +193,66 @@ class Repository:
             self._runner.run(restic_argv.unlock(self.version()), self._endpoint, timeout=self._timeout)
         except VaultError as error:
             log.warning("could not remove stale locks in %s after a cancel: %s", self.location, error)
+
+    def _local_path(self) -> Path | None:
+        """The directory of a repository on a local path; None for remote backends (s3:, rest:, sftp:, ...)."""
+        path = self._endpoint.location.removeprefix("local:")
+        return Path(path) if path.startswith("/") else None  # a local repository is always absolute
+
+    def _prepared(self) -> Endpoint:
+        """The endpoint, with the key hint once known: a local repository gets Strongroom's cheap key on first
+        use (`appliance.vault.keys`: saves the half-second key derivation of every later restic start)."""
+        if not self._hint_known:
+            with self._hint_lock:
+                if not self._hint_known:
+                    hint, self._hint_known = self._lite_key()
+                    if hint is not None:
+                        self._endpoint = dataclasses.replace(self._endpoint, key_hint=hint)
+        return self._endpoint
+
+    def _lite_key(self) -> tuple[str | None, bool]:
+        """(id of Strongroom's key, whether that is final). Adds the key when the repository has none yet; not
+        final while the repository does not exist. Never fatal: without a hint restic tries every key."""
+        root = self._local_path()
+        if root is None:
+            return None, True
+        directory = root / "keys"
+        try:
+            entries = sorted(entry for entry in directory.iterdir() if _is_storage_id(entry.name))
+        except FileNotFoundError:
+            return None, False  # not initialised yet
+        except OSError as error:
+            log.warning("could not read the keys of %s: %s", self.location, error)
+            return None, True
+        found: list[tuple[Path, dict[str, Any]]] = []
+        for entry in entries:
+            try:
+                document = orjson.loads(entry.read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                continue
+            if isinstance(document, dict):
+                if keys.is_lite(document):
+                    return entry.name, True  # a wrong hint costs nothing: restic then tries every key
+                found.append((entry, document))
+        for entry, document in found:
+            try:
+                master = keys.open_key(document, self._endpoint.password)
+            except keys.KeyFileError:
+                continue
+            content = keys.seal_key(master, self._endpoint.password)
+            key_id = keys.key_id(content)
+            try:
+                _write_new_file(directory / key_id, content, mode=entry.stat().st_mode & 0o777)
+            except OSError as error:
+                log.warning("could not add Strongroom's key to %s: %s", self.location, error)
+                return None, True
+            log.info(
+                "added Strongroom's key %s to %s (restic starts skip the slow key derivation)",
+                key_id[:8],
+                self.location,
+            )
+            return key_id, True
+        return None, True  # the password opens no key: restic says so
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -190,7 +277,7 @@ class Repository:
         """Create the repository in format 2. With `copy_chunker_params_from`, share that repository's chunker
         parameters so `copy_to`/`copy` between them deduplicates (restic doc/045_working_with_repos.rst)."""
         self._endpoint.cache_dir.mkdir(parents=True, exist_ok=True)
-        source = copy_chunker_params_from._endpoint if copy_chunker_params_from is not None else None
+        source = copy_chunker_params_from._prepared() if copy_chunker_params_from is not None else None
         args = restic_argv.init(self.version(), copy_chunker_params=source is not None)
         self._run(args, source=source)
         log.info("initialised restic repository %s", self.location)
@@ -250,12 +337,11 @@ class Repository:
         restic's repository format names every file but `config` by its storage id, and a snapshot's storage
         id is the snapshot id (restic doc/design.rst, "Repository Format" and "Snapshots"); a snapshot file is
         written only once its data is complete, and is never modified."""
-        location = self._endpoint.location
-        path = location.removeprefix("local:")
-        if not path.startswith("/"):  # s3:, rest:, sftp:, rclone:, ... (a local repository is always absolute)
+        root = self._local_path()
+        if root is None:
             return None
         try:
-            return {entry.name for entry in (Path(path) / "snapshots").iterdir() if _is_storage_id(entry.name)}
+            return {entry.name for entry in (root / "snapshots").iterdir() if _is_storage_id(entry.name)}
         except OSError:
             return None
 
@@ -337,7 +423,7 @@ class Repository:
         restic with SIGINT (ResticCancelled); restic copy locks both repositories, so both drop stale locks."""
         try:
             target._run(
-                restic_argv.copy(target.version(), host=host), source=self._endpoint, cancel=cancel, timeout=None
+                restic_argv.copy(target.version(), host=host), source=self._prepared(), cancel=cancel, timeout=None
             )
         except ResticCancelled:
             self._release_after_cancel()

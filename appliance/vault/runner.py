@@ -99,6 +99,8 @@ class Endpoint:
     cache_dir: Path
     env: Mapping[str, str] = field(default_factory=dict)
     """Backend credentials for this repository (e.g. AWS_ACCESS_KEY_ID), given to restic for the call only."""
+    key_hint: str | None = None
+    """The id of the key restic should try first (Strongroom's cheap key, `appliance.vault.keys`)."""
 
     def __post_init__(self) -> None:
         # Registered once, when the endpoint is made, so that any log line (ours or a restic message we relay)
@@ -383,6 +385,8 @@ class Runner:
                     password_fd=secret_fds[1],
                     from_repository_fd=secret_fds[2] if len(secret_fds) > 2 else None,
                     from_password_fd=secret_fds[3] if len(secret_fds) > 2 else None,
+                    key_hint=endpoints[0].key_hint,
+                    from_key_hint=endpoints[1].key_hint if len(endpoints) > 1 else None,
                 )
             full_argv: Argv = (self.binary, *secret_args, *args)
             env = build_env(endpoints)

@@ -8,6 +8,7 @@ installed one, and a restic that ignores SIGINT.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
@@ -32,7 +33,7 @@ from appliance.errors import (
     WrongPassword,
 )
 from appliance.settings import RetentionPolicy
-from appliance.vault import argv, retention
+from appliance.vault import argv, keys, retention
 from appliance.vault.repository import Repository
 from appliance.vault.runner import Endpoint, Runner
 
@@ -161,6 +162,32 @@ def test_init_creates_a_format_2_repository(tmp_path: Path, runner: Runner) -> N
     assert repository.exists() is True
     assert repository.config()["version"] == 2
     assert repository.snapshots() == []
+
+
+def _key_files(repository_dir: Path) -> dict[str, dict[str, Any]]:
+    return {path.name: json.loads(path.read_bytes()) for path in sorted((repository_dir / "keys").iterdir())}
+
+
+def test_a_local_repository_gets_strongroom_s_cheap_key_which_restic_accepts(
+    tmp_path: Path, repo: Repository, runner: Runner
+) -> None:
+    repo.snapshots()
+    files = _key_files(tmp_path / "repo")
+    [ours] = [key_id for key_id, document in files.items() if keys.is_lite(document)]
+    [restics] = [key_id for key_id, document in files.items() if not keys.is_lite(document)]
+    assert files[restics]["p"] * files[restics]["N"] > files[ours]["p"] * files[ours]["N"]
+    assert (tmp_path / "repo" / "keys" / ours).stat().st_mode & 0o777 == 0o400  # as restic writes its files
+    # restic opens the repository with our key alone: it is a real restic key of the same master key.
+    (tmp_path / "repo" / "keys" / restics).rename(tmp_path / "restics-key")
+    assert make_repository(tmp_path, runner).snapshots() == []
+    # A damaged key of ours costs nothing but the hint: restic falls back to its own key.
+    (tmp_path / "restics-key").rename(tmp_path / "repo" / "keys" / restics)
+    damaged = tmp_path / "repo" / "keys" / ours
+    damaged.chmod(0o600)
+    damaged.write_bytes(json.dumps({**files[ours], "data": files[restics]["data"]}).encode())
+    again = make_repository(tmp_path, runner)
+    assert again.snapshots() == []
+    assert len(_key_files(tmp_path / "repo")) == 2  # found as ours (by its marker), not added a second time
 
 
 def test_second_backup_deduplicates_and_finds_its_parent(tmp_path: Path, repo: Repository) -> None:
@@ -367,6 +394,7 @@ def test_secrets_stay_out_of_cmdline_and_environ(tmp_path: Path, repo: Repositor
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         environ = Path(f"/proc/{pid}/environ").read_bytes()
     assert b"--password-file\0/dev/fd/" in cmdline
+    assert b"--key-hint\0" in cmdline  # Strongroom's cheap key first (appliance.vault.keys); no secret
     for secret in (PASSWORD.encode(), str(tmp_path / "repo").encode()):
         assert secret not in cmdline
     for secret in (PASSWORD.encode(), b"inherited-restic-password", b"inherited-aws-secret"):
