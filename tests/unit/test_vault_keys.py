@@ -56,6 +56,6 @@ def test_malformed_or_hostile_key_files_are_refused_before_any_work(change: dict
 def test_only_strongroom_s_cheap_keys_count_as_lite() -> None:
     lite = orjson.loads(keys.seal_key(MASTER, "pw"))
     assert keys.is_lite(lite)
-    assert lite["N"] == 2**14 and lite["p"] == 1
+    assert (lite["N"], lite["p"]) == (2**14, 1)
     assert not keys.is_lite({**lite, "username": "root"})
     assert not keys.is_lite({**lite, "N": 2**15, "p": 7})  # restic's calibrated cost is never taken for ours
