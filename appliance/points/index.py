@@ -549,17 +549,114 @@ def tree_files(root: Path) -> Iterator[tuple[str, bytes]]:
 
 
 def tar_files(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
-    """The same from a tar stream (`restic dump SNAPSHOT /`), read once, front to back."""
-    with tarfile.open(fileobj=stream, mode="r|") as archive:
-        for member in archive:
-            if not member.isfile():
-                continue
-            relative = member.name.lstrip("/").removeprefix("./")
-            if not _wanted(relative):
-                continue
-            handle = archive.extractfile(member)
-            if handle is not None:
-                yield relative, handle.read()
+    """The same from a tar stream (`restic dump SNAPSHOT /`), read once, front to back.
+
+    A small reader of its own instead of `tarfile`: the stdlib parses every field of every header in Python,
+    0.5 s of a medium organisation's 16,000-file open (a third of the parsing). This one reads what the index
+    needs (name, size, type) from ustar headers with POSIX prefixes, PAX `path`/`size` records and GNU long
+    names, checks each header's checksum, and raises `tarfile.ReadError` on anything truncated or damaged.
+    The tests compare it with `tarfile` on archives in every format `tarfile` writes."""
+    pending: dict[str, str] = {}  # PAX records or a GNU long name for the next member
+    while True:
+        header = _read_exactly(stream, _BLOCK)
+        if header is None or header == _ZERO_BLOCK:
+            return  # end of archive (restic ends with two zero blocks; a clean EOF is as good)
+        if sum(header) - sum(header[148:156]) + 8 * 32 != _octal(header[148:156]):
+            raise tarfile.ReadError("tar header checksum mismatch: the stream is damaged")
+        kind = header[156:157]
+        size = int(pending.pop("size", None) or _size(header[124:136]))
+        if kind in (b"x", b"L"):
+            body = _read_member(stream, size, keep=True)
+            if kind == b"L":
+                pending["path"] = body.rstrip(b"\0").decode("utf-8", "surrogateescape")
+            else:
+                pending.update(_pax_records(body))
+            continue
+        if kind in (b"g", b"K"):  # global PAX headers and GNU long link names say nothing the index needs
+            _read_member(stream, size, keep=False)
+            continue
+        name = pending.pop("path", None) or _header_name(header)
+        pending.clear()
+        relative = name.lstrip("/").removeprefix("./")
+        wanted = kind in (b"0", b"\0", b"7") and _wanted(relative)
+        data = _read_member(stream, size, keep=wanted)
+        if wanted:
+            yield relative, data
+
+
+_BLOCK = 512
+_ZERO_BLOCK = bytes(_BLOCK)
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
+    """`size` bytes; None at a clean end of the stream; ReadError when it ends part-way."""
+    data = stream.read(size)
+    if not data:
+        return None
+    while len(data) < size:
+        more = stream.read(size - len(data))
+        if not more:
+            raise tarfile.ReadError("the tar stream ended inside a member")
+        data += more
+    return data
+
+
+def _read_member(stream: BinaryIO, size: int, *, keep: bool) -> bytes:
+    """A member's data (or b"" when not `keep`, read in chunks and dropped), and its padding to a block."""
+    padded = -(-size // _BLOCK) * _BLOCK
+    if keep:
+        data = _read_exactly(stream, padded) if padded else b""
+        if data is None:
+            raise tarfile.ReadError("the tar stream ended inside a member")
+        return data[:size]
+    while padded:
+        chunk = _read_exactly(stream, min(padded, 1 << 20))
+        if chunk is None:
+            raise tarfile.ReadError("the tar stream ended inside a member")
+        padded -= len(chunk)
+    return b""
+
+
+def _octal(field: bytes) -> int:
+    text = field.replace(b"\0", b" ").strip()
+    try:
+        return int(text, 8) if text else 0
+    except ValueError as error:
+        raise tarfile.ReadError(f"a tar header holds a bad number {field!r}") from error
+
+
+def _size(field: bytes) -> int:
+    if field[0] & 0x80:  # base-256, for sizes beyond 8 GiB (GNU and Go's writer)
+        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+    return _octal(field)
+
+
+def _header_name(header: bytes) -> str:
+    name = header[0:100].split(b"\0", 1)[0]
+    if header[257:263] == b"ustar\0":  # POSIX ustar: a name over 100 bytes is split into prefix "/" name
+        prefix = header[345:500].split(b"\0", 1)[0]
+        if prefix:
+            name = prefix + b"/" + name
+    return name.decode("utf-8", "surrogateescape")
+
+
+def _pax_records(body: bytes) -> dict[str, str]:
+    """`path` and `size` of a PAX extended header ("<length> <key>=<value>\\n" records)."""
+    found: dict[str, str] = {}
+    position = 0
+    while position < len(body) and body[position] != 0:
+        space = body.find(b" ", position)
+        try:
+            length = int(body[position:space])
+        except ValueError as error:
+            raise tarfile.ReadError("a damaged PAX header") from error
+        if length <= 0 or space < 0:
+            raise tarfile.ReadError("a damaged PAX header")
+        key, _, value = body[space + 1 : position + length - 1].partition(b"=")
+        if key in (b"path", b"size"):
+            found[key.decode()] = value.decode("utf-8", "surrogateescape")
+        position += length
+    return found
 
 
 def build_index(
