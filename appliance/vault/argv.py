@@ -161,6 +161,15 @@ def init(version: Version, *, copy_chunker_params: bool = False) -> Argv:
     return tuple(argv)
 
 
+def without_lock(args: Argv) -> Argv:
+    """`--no-lock` before a command that only reads. Every locking restic 0.14 command writes its lock file,
+    sleeps 200 ms, then checks for other locks (`internal/restic/lock.go` `waitBeforeLockCheck`): 0.2 s of
+    each `snapshots`, `cat config`, `dump` or `diff` (measured: `cat config` 0.27 s -> 0.07 s). A reader
+    needs no lock for correctness: restic verifies every blob it reads, so a prune running meanwhile can only
+    make the read fail (a pack gone), never return other data; callers that must not fail retry with it."""
+    return ("--no-lock", *args)
+
+
 def cat_config(version: Version) -> Argv:
     """`cat config`: JSON on every release; succeeds only if the repository exists and the password opens it."""
     return ("cat", "config")

@@ -261,14 +261,14 @@ class Repository:
 
         Raises WrongPassword when one exists but the password does not open it: that is never "missing"."""
         try:
-            self._run(restic_argv.cat_config(self.version()))
+            self._run(restic_argv.without_lock(restic_argv.cat_config(self.version())))
         except RepositoryMissing:
             return False
         return True
 
     def config(self) -> dict[str, Any]:
         """The repository config (`version`, `id`, `chunker_polynomial`)."""
-        document = _json_document(self._run(restic_argv.cat_config(self.version())).stdout)
+        document = _json_document(self._run(restic_argv.without_lock(restic_argv.cat_config(self.version()))).stdout)
         if not isinstance(document, dict):
             raise ResticFailed("restic cat config did not print an object")
         return document
@@ -435,7 +435,7 @@ class Repository:
         self, *, host: str | None = None, tags: Sequence[str] = (), snapshot_ids: Sequence[str] = ()
     ) -> list[Snapshot]:
         args = restic_argv.snapshots(self.version(), host=host, tags=tags, snapshot_ids=snapshot_ids)
-        document = _json_document(self._run(args).stdout)
+        document = _json_document(self._run(restic_argv.without_lock(args)).stdout)
         return [_snapshot(item) for item in document or []]
 
     def snapshots(self, *, host: str | None = None, tags: Sequence[str] = ()) -> list[Snapshot]:
@@ -451,12 +451,14 @@ class Repository:
             if line.get("struct_type") == "node" or line.get("message_type") == "node":
                 nodes.append(line)
 
-        self._run(restic_argv.ls(self.version(), snapshot_id, path), on_json=collect)
+        self._run(restic_argv.without_lock(restic_argv.ls(self.version(), snapshot_id, path)), on_json=collect)
         return nodes
 
-    def dump(self, snapshot_id: str, path: str, out: BinaryIO) -> None:
-        """Write one file of a snapshot to `out`, streamed (a directory comes out as a tar)."""
-        self._run(restic_argv.dump(self.version(), snapshot_id, path), out=out, timeout=None)
+    def dump(self, snapshot_id: str, path: str, out: BinaryIO, *, lock: bool = False) -> None:
+        """Write one file of a snapshot to `out`, streamed (a directory comes out as a tar). Without restic's
+        lock unless `lock` (`argv.without_lock`): a caller whose dump failed may try again with it."""
+        args = restic_argv.dump(self.version(), snapshot_id, path)
+        self._run(args if lock else restic_argv.without_lock(args), out=out, timeout=None)
 
     def diff(self, first: str, second: str) -> list[tuple[str, str]]:
         """(modifier, path) for every path that differs from snapshot `first` to `second` (see `argv.diff`)."""
@@ -466,7 +468,7 @@ class Repository:
             if line.get("message_type") == "change" and isinstance(line.get("path"), str):
                 changes.append((str(line.get("modifier", "")), line["path"]))
 
-        self._run(restic_argv.diff(self.version(), first, second), on_json=collect)
+        self._run(restic_argv.without_lock(restic_argv.diff(self.version(), first, second)), on_json=collect)
         return changes
 
     def restore(self, snapshot_id: str, target: Path, *, include: Sequence[str] = ()) -> None:

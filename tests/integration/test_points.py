@@ -27,11 +27,13 @@ from typing import Any
 import pytest
 
 from appliance.detect.rules import DetectConfig
+from appliance.errors import ResticFailed
 from appliance.points import export as export_module
 from appliance.points import queries
 from appliance.points.diff import diff_points
 from appliance.points.index import (
     PointIndex,
+    PointIndexError,
     _apply_changes,
     build_index,
     cached_indexes,
@@ -465,6 +467,60 @@ def test_deriving_handles_removed_shards_new_endpoints_and_removed_endpoints(tmp
         assert index.query("SELECT NewField FROM Invoices_fields") == [{"NewField": "x"}]
         assert index.query("SELECT id FROM documents_fts WHERE documents_fts MATCH 'second'") == [{"id": "i1"}]
         assert index.query("SELECT id FROM documents_fts WHERE documents_fts MATCH 'first'") == []
+
+
+def test_a_dump_without_the_lock_that_fails_is_read_again_with_it(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Points are read with `--no-lock`; a prune running meanwhile can make that read fail part-way (the one
+    odd response here), and the point is then read again with restic's lock, whole."""
+    repository = world.appliance.repository(world.org_id)
+    real_dump = repository.dump
+    locks: list[bool] = []
+
+    def dump(snapshot_id: str, path: str, out: Any, *, lock: bool = False) -> None:
+        locks.append(lock)
+        if not lock:
+            out.write(b"records/Invoices/partial")
+            raise ResticFailed("Fatal: load pack 5a7e: no such file (a prune removed it)")
+        real_dump(snapshot_id, path, out, lock=lock)
+
+    monkeypatch.setattr(repository, "dump", dump)
+    with open_point(repository, world.org_id, world.full.snapshot_id, tmp_path / "cache") as index:
+        assert index.snapshot_id == world.full.snapshot_id
+        assert index.scalar("SELECT count(*) FROM Invoices") > 0
+    assert locks == [False, True]
+
+
+def test_an_endpoint_whose_files_come_apart_builds_the_same_index(tmp_path: Path) -> None:
+    """Tables are written as each endpoint's files end (restic's tar is in path order); a source that comes
+    back to an endpoint later appends to its table and view instead of failing or losing rows."""
+
+    def line(record: dict[str, Any]) -> bytes:
+        return canonical_json(record).encode() + b"\n"
+
+    invoice = {"InvoiceID": "i1", "Type": "ACCREC", "Status": "DRAFT", "Total": 1.0, "Contact": {"ContactID": "c1"}}
+    files = [
+        ("manifest.json", b"{}"),
+        ("records/Invoices/2026-09.ndjson", line(invoice)),
+        ("records/Contacts/c.ndjson", line({"ContactID": "c1", "Name": "Ann"})),
+        ("records/Invoices/2026-10.ndjson", line({**invoice, "InvoiceID": "i2", "Late": "y"})),
+    ]
+    build_index(iter(files), tmp_path / "apart.db", org_id="o", snapshot_id="s")
+    build_index(iter(sorted(files)), tmp_path / "sorted.db", org_id="o", snapshot_id="s")
+    assert _contents(tmp_path / "apart.db") == _contents(tmp_path / "sorted.db")
+    with PointIndex(tmp_path / "apart.db") as index:
+        assert index.query("SELECT name, count FROM endpoints ORDER BY name") == [
+            {"name": "Contacts", "count": 1},
+            {"name": "Invoices", "count": 2},
+        ]
+        assert index.query("SELECT _id, Late FROM Invoices_fields ORDER BY _id") == [
+            {"_id": "i1", "Late": None},
+            {"_id": "i2", "Late": "y"},
+        ]
+    twice = [*files, ("records/Invoices/2026-11.ndjson", line(invoice))]
+    with pytest.raises(PointIndexError, match="appears twice"):
+        build_index(iter(twice), tmp_path / "twice.db", org_id="o", snapshot_id="s")
 
 
 # -- the CLI --------------------------------------------------------------------------------------------------

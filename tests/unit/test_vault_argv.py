@@ -332,3 +332,9 @@ def test_endpoint_secrets_are_masked_in_any_log_line() -> None:
     line = logs.mask("restic said: repository-password-991 at rest:https://acme:url-secret-991@host/acme/")
     assert "repository-password-991" not in line
     assert "url-secret-991" not in line
+
+
+def test_reads_go_without_restic_s_lock() -> None:
+    args = argv.without_lock(argv.dump(V14, "a" * 64, "/"))
+    assert args[0] == "--no-lock"
+    assert args[1:] == argv.dump(V14, "a" * 64, "/")
