@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -378,6 +378,12 @@ def poisson_tail(count: int, expected: float) -> float:
     return min(1.0, total)
 
 
+Pair = tuple[str | None, str | None]
+"""(account code, tax type) of a line."""
+ANY_ACCOUNT = "*"
+"""The account of a tax-only grouping (`mapping_shifts`): lines on one tax type, whatever their account."""
+
+
 def mapping_shifts(step: Step, config: DetectConfig) -> list[Finding]:
     """Several contacts' new documents on one account/tax pair that is none of their habits, far above what
     the pair's share of the organisation's lines predicts for this many new lines.
@@ -386,17 +392,57 @@ def mapping_shifts(step: Step, config: DetectConfig) -> list[Finding]:
     coding is a habit (`shift_habit_share` of their lines on one pair) keep it, so their new lines on their
     usual pairs are left out, and contacts without a habit (new ones, or ones coded every which way) count.
     The surprise is a Poisson tail over documents: `shift_surprise` keeps a few lines of a busy day on a
-    common pair quiet and lets four bills of a quiet step on a pair used by 2 % of lines through."""
+    common pair quiet and lets four bills of a quiet step on a pair used by 2 % of lines through.
+
+    The same test runs on tax types alone (account `*`): an integration that keeps each supplier's account
+    but maps the tax to a wrong type spreads its lines over many pairs, none of them surprising on its own;
+    on the tax type they gather. A tax-type cluster whose documents a pair cluster already names is left out."""
     lines = [(doc, line) for doc, line in step.new_lines if doc.contact_id and doc.status not in ("DELETED", "VOIDED")]
     if not lines:
         return []
-    total_history = sum(step.pair_history.values())
-    groups: dict[tuple[str | None, str | None], list[tuple[Doc, Line]]] = defaultdict(list)
+    findings = _shifts(step, config, lines, _same_pair)
+    named = {record_id for finding in findings for record_id in finding.evidence["record_ids"]}
+    for finding in _shifts(step, config, lines, _same_tax):
+        if not set(finding.evidence["record_ids"]) <= named:
+            findings.append(finding)
+    return findings
+
+
+def _same_pair(pair: Pair) -> Pair:
+    return pair
+
+
+def _same_tax(pair: Pair) -> Pair:
+    return (ANY_ACCOUNT, pair[1])
+
+
+def _projected(history: Mapping[Pair, int] | None, key: Callable[[Pair], Pair]) -> Counter[Pair]:
+    projected: Counter[Pair] = Counter()
+    for pair, count in (history or {}).items():
+        projected[key(pair)] += count
+    return projected
+
+
+def _shifts(
+    step: Step, config: DetectConfig, lines: list[tuple[Doc, Line]], key: Callable[[Pair], Pair]
+) -> list[Finding]:
+    """`mapping_shifts` with lines grouped by `key` of their (account, tax) pair."""
+    histories: dict[tuple[str, str], Counter[Pair]] = {}
+
+    def history(kind: str, name: str, source: Mapping[str, Counter[Pair]]) -> Counter[Pair]:
+        found = histories.get((kind, name))
+        if found is None:
+            found = histories[(kind, name)] = _projected(source.get(name), key)
+        return found
+
+    pair_history = _projected(step.pair_history, key)
+    total_history = sum(pair_history.values())
+    groups: dict[Pair, list[tuple[Doc, Line]]] = defaultdict(list)
     for doc, line in lines:
-        pair = (line.account, line.tax_type)
-        if _habitual(step.contact_history.get(doc.contact_id or ""), pair, config):
+        pair = key((line.account, line.tax_type))
+        if _habitual(history("contact", doc.contact_id or "", step.contact_history), pair, config):
             continue
-        if line.item and _habitual(step.item_history.get(line.item), pair, config):
+        if line.item and _habitual(history("item", line.item, step.item_history), pair, config):
             continue
         groups[pair].append((doc, line))
     findings = []
@@ -405,23 +451,24 @@ def mapping_shifts(step: Step, config: DetectConfig) -> list[Finding]:
         contacts = {doc.contact_id for doc, _ in hits}
         if len(documents) < config.shift_min_documents or len(contacts) < config.shift_min_contacts:
             continue
-        share = step.pair_history.get(pair, 0) / total_history if total_history else 0.0
+        share = pair_history.get(pair, 0) / total_history if total_history else 0.0
         expected = share * len(lines)
         chance = poisson_tail(len(documents), expected)
         if chance > config.shift_surprise:
             continue
         severity: Severity = "critical" if len(documents) >= config.shift_critical else "warning"
+        coded = f"tax type {pair[1]} (any account)" if pair[0] == ANY_ACCOUNT else f"{pair[0]}/{pair[1]}"
         findings.append(
             Finding(
                 rule="mapping_shifts",
                 severity=severity,
-                summary=f"{len(documents)} new document(s) of {len(contacts)} contacts coded to {pair[0]}/{pair[1]},"
+                summary=f"{len(documents)} new document(s) of {len(contacts)} contacts coded to {coded},"
                 f" none of their habits (about {expected:.1f} expected)",
                 evidence={
                     "record_ids": sorted(documents)[: config.evidence_limit],
                     "count": len(documents),
                     "lines": len(hits),
-                    "account": pair[0],
+                    "account": None if pair[0] == ANY_ACCOUNT else pair[0],
                     "tax_type": pair[1],
                     "contacts": len(contacts),
                     "expected": round(expected, 3),

@@ -28,6 +28,8 @@ SCENARIOS: list[Any] = [
     # api_update: day one's bills all coded to one pair off their suppliers' habits (mapping_shifts);
     # compromise: bank details replaced, a new supplier paid at once, invoices voided (payee_changes).
     ("api_update", {"per_day": 4}, ("created",)),
+    # the same integration mapping the tax (exempt instead of purchases) on each supplier's own account.
+    ("api_update", {"per_day": 6, "mapping": "tax"}, ("created",)),
     ("compromise", {"edits": 3, "voids": 2, "payments": 2}, ("created", "changed", "voided")),
 ]
 
@@ -76,7 +78,7 @@ def test_a_clean_week_raises_nothing_above_info(installation: Installation) -> N
 
 
 @pytest.mark.parametrize(
-    ("kind", "options", "buckets"), SCENARIOS, ids=["onboarding", "remap", "api_update", "compromise"]
+    ("kind", "options", "buckets"), SCENARIOS, ids=["onboarding", "remap", "api_update", "api_update_tax", "compromise"]
 )
 def test_each_damage_scenario_is_found_by_the_first_backup_after_it(
     installation: Installation, kind: str, options: dict[str, Any], buckets: tuple[str, ...]

@@ -147,6 +147,32 @@ def test_mapping_shifts_stay_quiet_on_a_person_recoding_one_contact_and_on_habit
     assert [f for f in mapping_shifts(step, CONFIG) if f.fingerprint == "489/INPUT"] == []
 
 
+def test_mapping_shifts_gather_a_wrong_tax_type_spread_over_each_supplier_s_own_account() -> None:
+    """The integration keeps every supplier's usual account but maps the tax to an exempt type: no pair holds
+    more than a bill or two, the tax type holds them all."""
+    history, pairs = _coding_habits()
+    pairs[("404", "EXEMPTEXPENSES")] = 12  # bank fees: the exempt type is in use, rarely
+    codes = ["400", "408", "412", "425", "429"]
+    shifted = [_bill(f"tax{n}", f"s{n}", codes[n % 5], tax="EXEMPTEXPENSES") for n in range(4)]
+    usual = [_bill(f"u{n}", f"s{n}", codes[n % 5]) for n in range(6)]
+    [finding] = mapping_shifts(Step(new_lines=shifted + usual, contact_history=history, pair_history=pairs), CONFIG)
+    assert finding.fingerprint == "*/EXEMPTEXPENSES"
+    assert finding.evidence["record_ids"] == [f"tax{n}" for n in range(4)]
+    assert (finding.evidence["account"], finding.evidence["tax_type"]) == (None, "EXEMPTEXPENSES")
+    assert "tax type EXEMPTEXPENSES (any account)" in finding.summary
+    # Suppliers whose habit is the exempt type (overseas ones, say) are not a shift.
+    exempt = {f"s{n}": Counter({(codes[n % 5], "EXEMPTEXPENSES"): 9}) for n in range(4)}
+    step = Step(new_lines=shifted + usual, contact_history={**history, **exempt}, pair_history=pairs)
+    assert mapping_shifts(step, CONFIG) == []
+
+
+def test_a_wrong_pair_is_reported_once_not_again_as_its_tax_type() -> None:
+    history, pairs = _coding_habits()
+    shifted = [_bill(f"api{n}", f"s{n % 3}", "489", tax="NONE") for n in range(4)]
+    findings = mapping_shifts(Step(new_lines=shifted, contact_history=history, pair_history=pairs), CONFIG)
+    assert [f.fingerprint for f in findings] == ["489/NONE"]
+
+
 def test_poisson_tail() -> None:
     assert poisson_tail(0, 3.0) == 1.0
     assert poisson_tail(3, 0.0) == 0.0
