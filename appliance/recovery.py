@@ -22,7 +22,6 @@ vault and store adapters.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ import pyrage
 
 from appliance.backup.run import host_for
 from appliance.errors import ConfigError, StrongroomError, UsageError
+from appliance.files import write_whole
 from appliance.models import Organisation, OrgStatus
 from appliance.service import Appliance
 from appliance.store.grants import GrantStatus
@@ -159,17 +159,7 @@ def export_kit(appliance: Appliance, out: Path, secret: KitSecret) -> KitSummary
     sealed = _seal(orjson.dumps(document), secret)
     out = out.expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(sealed)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, out)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    write_whole(out, sealed, mode=0o600)
     regions: dict[str, int] = {}
     for org in document["organisations"]:
         key = org["region"] or "none"

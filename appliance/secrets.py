@@ -24,6 +24,7 @@ from pyrage import x25519
 
 from appliance import logs
 from appliance.errors import SecretsError
+from appliance.files import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class Keyring:
                 raise SecretsError(
                     f"a key appeared at {self.path} while creating one; refusing to overwrite it"
                 ) from None
-            _fsync_dir(self.key_dir)
+            fsync_dir(self.key_dir)
         except OSError as error:
             raise SecretsError(f"cannot write the key to {self.path}: {error.strerror}") from error
         finally:
@@ -196,12 +197,3 @@ class Keyring:
 
     def __repr__(self) -> str:  # never show key material
         return f"Keyring({str(self.path)!r})"
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a new directory entry durable (the link into place survives a power cut)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -64,6 +64,7 @@ from appliance.backup.manifest import (
     truth_from_manifest,
 )
 from appliance.errors import OrganisationLocked, StrongroomError
+from appliance.files import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -353,14 +354,6 @@ def _sync_file_system(path: Path) -> None:
         os.close(descriptor)
 
 
-def _fsync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _remove_tree(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -395,7 +388,7 @@ def _apply_journal(org_dir: Path) -> None:
             directory = directory.parent
     _sync_file_system(current)
     journal.unlink()
-    _fsync_dir(org_dir)
+    fsync_dir(org_dir)
 
 
 def recover(root: Path, org_id: str) -> None:
@@ -408,7 +401,7 @@ def recover(root: Path, org_id: str) -> None:
         _apply_journal(org_dir)
     if not current.exists() and previous.is_dir():
         os.replace(previous, current)
-        _fsync_dir(org_dir)
+        fsync_dir(org_dir)
     for leftover in (org_dir / "next", previous, org_dir / "work"):
         _remove_tree(leftover)
 
@@ -563,9 +556,9 @@ class MirrorWriter:
             previous = self.org_dir / "previous"
             os.replace(self.current, previous)
             os.replace(self.next, self.current)
-            _fsync_dir(self.org_dir)
+            fsync_dir(self.org_dir)
             _remove_tree(previous)
-        _fsync_dir(self.org_dir)
+        fsync_dir(self.org_dir)
 
     def _write_journal(self) -> None:
         """The commit point of journal mode: once this file exists, `recover()` finishes the commit."""
@@ -578,7 +571,7 @@ class MirrorWriter:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, journal)
-        _fsync_dir(self.org_dir)
+        fsync_dir(self.org_dir)
 
     def _fill_from_current(self) -> None:
         for relative in self._current_files(""):

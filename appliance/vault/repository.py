@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from appliance.errors import (
     ResticFailed,
     VaultError,
 )
+from appliance.files import write_whole
 from appliance.models import BackupSummary, Snapshot
 from appliance.settings import RetentionPolicy
 from appliance.vault import argv as restic_argv
@@ -101,27 +101,6 @@ def _forget_groups(text: str) -> tuple[list[str], list[str], dict[str, list[str]
 
 def _is_storage_id(name: str) -> bool:
     return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
-
-
-def _write_new_file(path: Path, content: bytes, *, mode: int) -> None:
-    """Write `path` whole or not at all (temporary file, fsync, rename, directory fsync), as restic's local
-    backend writes a repository file: never replaced, read-only once written."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def _json_document(text: str) -> Any:
@@ -242,7 +221,7 @@ class Repository:
             content = keys.seal_key(master, self._endpoint.password)
             key_id = keys.key_id(content)
             try:
-                _write_new_file(directory / key_id, content, mode=entry.stat().st_mode & 0o777)
+                write_whole(directory / key_id, content, mode=entry.stat().st_mode & 0o777)  # 0400, as restic's
             except OSError as error:
                 log.warning("could not add Strongroom's key to %s: %s", self.location, error)
                 return None, True
