@@ -26,6 +26,10 @@ from appliance.store import Job, JobState
 from appliance.store.fleet import Fleet
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+OrgArgument = Annotated[str, typer.Argument(help="The organisation the point belongs to (id, prefix or name).")]
+PointArgument = Annotated[str, typer.Argument(help="The backup point (snapshot id or prefix).")]
+TargetOption = Annotated[str, typer.Option("--target", help="The connected, new organisation to restore into.")]
+AllowNonEmptyOption = Annotated[bool, typer.Option("--allow-non-empty", help="Accept a target with data.")]
 err = Console(stderr=True)
 WATCH_INTERVAL = 0.5
 
@@ -132,10 +136,10 @@ def register(app: typer.Typer) -> None:
 @restore_app.command("plan")
 def plan_command(
     ctx: typer.Context,
-    org: Annotated[str, typer.Argument(help="The organisation the point belongs to (id, prefix or name).")],
-    point: Annotated[str, typer.Argument(help="The backup point (snapshot id or prefix).")],
-    target: Annotated[str, typer.Option("--target", help="The connected, new organisation to restore into.")],
-    allow_non_empty: Annotated[bool, typer.Option("--allow-non-empty", help="Accept a target with data.")] = False,
+    org: OrgArgument,
+    point: PointArgument,
+    target: TargetOption,
+    allow_non_empty: AllowNonEmptyOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Dry run: preflight checks, the ordered steps, calls/days/bytes, and what will not come back."""
@@ -168,10 +172,10 @@ def plan_command(
 @restore_app.command("run")
 def run_command(
     ctx: typer.Context,
-    org: Annotated[str, typer.Argument(help="The organisation the point belongs to.")],
-    point: Annotated[str, typer.Argument(help="The backup point.")],
-    target: Annotated[str, typer.Option("--target", help="The connected, new organisation to restore into.")],
-    allow_non_empty: Annotated[bool, typer.Option("--allow-non-empty", help="Accept a target with data.")] = False,
+    org: OrgArgument,
+    point: PointArgument,
+    target: TargetOption,
+    allow_non_empty: AllowNonEmptyOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Plan (refusing on a blocker), record and run a restore (the daemon's job, or in this process)."""

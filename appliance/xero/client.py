@@ -193,34 +193,6 @@ class XeroClient:
         )
         return result if result is not None else {}
 
-    async def put_json(
-        self,
-        grant_id: str,
-        tenant_id: str,
-        path: str,
-        body: Mapping[str, Any],
-        *,
-        idempotency_key: str,
-        summarize_errors: bool | None = False,
-    ) -> dict[str, Any]:
-        return await self.write_json(
-            grant_id, tenant_id, "PUT", path, body, idempotency_key=idempotency_key, summarize_errors=summarize_errors
-        )
-
-    async def post_json(
-        self,
-        grant_id: str,
-        tenant_id: str,
-        path: str,
-        body: Mapping[str, Any],
-        *,
-        idempotency_key: str,
-        summarize_errors: bool | None = False,
-    ) -> dict[str, Any]:
-        return await self.write_json(
-            grant_id, tenant_id, "POST", path, body, idempotency_key=idempotency_key, summarize_errors=summarize_errors
-        )
-
     async def upload(
         self,
         grant_id: str,

@@ -72,9 +72,10 @@ class _Writer:
 
     async def put(self, path: str, body: dict[str, Any], *, summarize: bool | None = False) -> list[dict[str, Any]]:
         self.count += 1
-        answer = await self.client.put_json(
+        answer = await self.client.write_json(
             self.grant_id,
             self.tenant_id,
+            "PUT",
             path,
             body,
             idempotency_key=f"fixture-{self.tenant_id}-{self.count}",
@@ -88,9 +89,10 @@ class _Writer:
 
     async def post(self, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         self.count += 1
-        answer = await self.client.post_json(
+        answer = await self.client.write_json(
             self.grant_id,
             self.tenant_id,
+            "POST",
             path,
             body,
             idempotency_key=f"fixture-{self.tenant_id}-{self.count}",

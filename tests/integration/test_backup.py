@@ -84,6 +84,19 @@ def make_installation(root: Path, *, seed: int = 7, orgs: int = 1, **sandbox_ove
             appliance.close()
 
 
+def run_cli(config_path: Path, *args: str, timeout: float = 120) -> str:
+    """`strongroom -c CONFIG ARGS...` in a child process, as a person runs it; its stdout (exit 0 asserted)."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "-c", str(config_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
+
+
 def assert_matches_truth(mirror: Mirror, truth: dict[str, Any]) -> None:
     ours = mirror.truth()
     for endpoint, expected in truth.items():

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.integration.test_backup import Installation, make_installation
+from tests.integration.test_backup import Installation, make_installation, run_cli
 
 SCENARIOS: list[Any] = [
     # (kind, options, ground-truth buckets the evidence must cover)
@@ -43,15 +41,7 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installat
 
 
 def _cli(inst: Installation, *args: str) -> str:
-    completed = subprocess.run(
-        [sys.executable, "-m", "appliance.cli", "-c", str(inst.config_path), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return completed.stdout
+    return run_cli(inst.config_path, *args)
 
 
 def _backup(inst: Installation) -> str:

@@ -15,10 +15,7 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,19 +41,11 @@ from appliance.points.index import (
 from appliance.points.usecases import PointsService
 from appliance.service import Appliance
 from appliance.store.points import BackupPoint
-from sandbox.demo import connect_through_browserless_consent, demo_settings
 from sandbox.store import Record, SandboxStore, canonical_json, ms_date
 from sandbox.testing import SandboxServer
+from tests.integration.test_backup import make_installation, run_cli
 
-ANCHOR_MS = 1_790_000_000_000
-MINUTE_LIMIT = 1_000
 ID_FIELDS = {"Invoices": "InvoiceID", "Contacts": "ContactID", "Payments": "PaymentID"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _sandbox_hashes(state: Path, tenant_id: str) -> dict[str, dict[str, tuple[str, int | None]]]:
@@ -91,49 +80,29 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    root = tmp_path_factory.mktemp("points")
-    redirect_uri = f"http://localhost:{_free_port()}/callback"
-    with SandboxServer(
-        root / "sandbox.db",
-        orgs=1,
-        size="small",
-        seed=5,
-        anchor_ms=ANCHOR_MS,
-        redirect_uris=(redirect_uri,),
-        auto_consent=True,
-    ) as sandbox:
-        sandbox.set_limits(minute=MINUTE_LIMIT)
-        settings, toml = demo_settings(sandbox.info, root, redirect_uri)
-        settings.limits.tenant_per_minute = MINUTE_LIMIT
-        config_path = root / "strongroom.toml"
-        config_path.write_text(toml + f"\n[limits]\ntenant_per_minute = {MINUTE_LIMIT}\n", encoding="utf-8")
-        appliance = Appliance.initialise(settings)
-        try:
-            [organisation] = asyncio.run(connect_through_browserless_consent(appliance))
-            org_id = organisation.org_id
-            [outcome] = asyncio.run(appliance.backup(full=True))
-            assert outcome.status == "succeeded", outcome.error
-            before = _sandbox_hashes(sandbox.state_path, org_id)
-            truth_full = sandbox.truth(org_id)
-            sandbox.advance(1)
-            [outcome] = asyncio.run(appliance.backup())
-            assert outcome.status == "succeeded", outcome.error
-            full, incremental = appliance.points(org_id)
-            yield World(
-                sandbox=sandbox,
-                appliance=appliance,
-                service=PointsService(appliance),
-                org_id=org_id,
-                config_path=config_path,
-                full=full,
-                incremental=incremental,
-                truth_full=truth_full,
-                truth_incremental=sandbox.truth(org_id),
-                before=before,
-                after=_sandbox_hashes(sandbox.state_path, org_id),
-            )
-        finally:
-            appliance.close()
+    with make_installation(tmp_path_factory.mktemp("points"), seed=5) as installation:
+        sandbox, appliance, org_id = installation.sandbox, installation.appliance, installation.tenant_id
+        [outcome] = asyncio.run(appliance.backup(full=True))
+        assert outcome.status == "succeeded", outcome.error
+        before = _sandbox_hashes(sandbox.state_path, org_id)
+        truth_full = sandbox.truth(org_id)
+        sandbox.advance(1)
+        [outcome] = asyncio.run(appliance.backup())
+        assert outcome.status == "succeeded", outcome.error
+        full, incremental = appliance.points(org_id)
+        yield World(
+            sandbox=sandbox,
+            appliance=appliance,
+            service=PointsService(appliance),
+            org_id=org_id,
+            config_path=installation.config_path,
+            full=full,
+            incremental=incremental,
+            truth_full=truth_full,
+            truth_incremental=sandbox.truth(org_id),
+            before=before,
+            after=_sandbox_hashes(sandbox.state_path, org_id),
+        )
 
 
 # -- the books ------------------------------------------------------------------------------------------------
@@ -525,15 +494,7 @@ def test_an_endpoint_whose_files_come_apart_builds_the_same_index(tmp_path: Path
 
 # -- the CLI --------------------------------------------------------------------------------------------------
 def _cli(world: World, *args: str) -> Any:
-    completed = subprocess.run(
-        [sys.executable, "-m", "appliance.cli", "-c", str(world.config_path), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return json.loads(completed.stdout)
+    return json.loads(run_cli(world.config_path, *args))
 
 
 def test_cli_show_diff_and_findings_print_json(world: World) -> None:
