@@ -69,6 +69,8 @@ class DetectConfig:
     baseline_min_steps: int = 3
     """Previous steps needed for a baseline; with fewer, only `burst_without_baseline` counts."""
     burst_without_baseline: int = 500
+    burst_without_baseline_share: float = 0.02
+    """Without a baseline, a burst is also over this share of the records the previous point held."""
     shift_min_documents: int = 3
     """New documents on one account/tax pair, off their contacts' habits, before `mapping_shifts` looks at it."""
     shift_min_contacts: int = 2
@@ -156,6 +158,8 @@ class Step:
     """Activity name -> the record ids counted in it."""
     detail_changes: list[DetailChange] = field(default_factory=list)
     """Payment details (bank account, batch-payment details) of contacts present in both points that changed."""
+    records: int = 0
+    """Records the previous point held (all endpoints): the organisation's size."""
 
 
 ACTIVITY = ("added", "changed", "voided", "deleted", "archived", "new_contacts", "new_payments")
@@ -286,9 +290,14 @@ def unusual_mappings(step: Step, config: DetectConfig) -> list[Finding]:
     for pair, hits in sorted(groups.items(), key=lambda item: -len(item[1])):
         if len(hits) < config.unusual_report_min:
             continue
-        if len(hits) >= config.unusual_critical:
+        # Counts alone grow with an organisation's volume: a large one writes thousands of lines a day, and a
+        # pair used by 1 % of them gets dozens. Above information only when that many is a surprise for the
+        # pair's share of this step's new lines (the same Poisson test as `mapping_shifts`).
+        share = step.pair_history.get(pair, 0) / total_history if total_history else 0.0
+        surprising = poisson_tail(len(hits), share * len(step.new_lines)) <= config.shift_surprise
+        if len(hits) >= config.unusual_critical and surprising:
             severity: Severity = "critical"
-        elif len(hits) >= config.unusual_warning:
+        elif len(hits) >= config.unusual_warning and surprising:
             severity = "warning"
         else:
             severity = "info"
@@ -326,7 +335,9 @@ def bursts(step: Step, baseline: Sequence[Mapping[str, int]], config: DetectConf
             critical = max(config.burst_min * 2, config.burst_critical_factor * median)
         else:
             median = None
-            limit = critical = config.burst_without_baseline
+            # No steps to compare with yet: a fixed count, or a share of what the organisation holds (a large
+            # organisation adds thousands of records on an ordinary day).
+            limit = critical = max(config.burst_without_baseline, config.burst_without_baseline_share * step.records)
         if count <= limit:
             continue
         severity: Severity = "critical" if count > critical else "warning"
@@ -364,11 +375,17 @@ def _habitual(
 
 
 def poisson_tail(count: int, expected: float) -> float:
-    """P(X >= count) for X ~ Poisson(expected), summed upwards (exact for the tiny tails that matter here)."""
+    """P(X >= count) for X ~ Poisson(expected), summed upwards (exact for the tiny tails that matter here).
+
+    At or below the mean it is one minus the head, each term in log space: summing upwards from `count` there
+    underflowed for a large organisation's volumes (83 lines against 1,117 expected came out 0, "surprising")."""
     if count <= 0:
         return 1.0
     if expected <= 0:
         return 0.0
+    if count <= expected:
+        head = sum(math.exp(k * math.log(expected) - expected - math.lgamma(k + 1)) for k in range(count))
+        return max(0.0, 1.0 - head)
     term = math.exp(count * math.log(expected) - expected - math.lgamma(count + 1))
     total, k = 0.0, count
     while term > total * 1e-12 and k < count + 1000:

@@ -133,7 +133,9 @@ def build_step(before: PointIndex, after: PointIndex) -> Step:
     item_history: dict[str, Counter[tuple[str | None, str | None]]] = defaultdict(Counter)
     endpoints = sorted(set(before.endpoints()) | set(after.endpoints()))
     for endpoint in endpoints:
-        added, removed, changed = diff_hashes(before.hashes(endpoint), after.hashes(endpoint))
+        before_hashes = before.hashes(endpoint)
+        step.records += len(before_hashes)
+        added, removed, changed = diff_hashes(before_hashes, after.hashes(endpoint))
         counts["changed"] += len(changed)
         evidence["changed"] += changed
         counts["deleted"] += len(removed)

@@ -84,6 +84,13 @@ def test_unusual_mappings_compound_into_a_warning_on_one_pair() -> None:
     assert [f.severity for f in unusual_mappings(few, CONFIG)] == ["info"]
     one = Step(new_lines=odd[:1], contact_history=history, pair_history=pairs)
     assert unusual_mappings(one, CONFIG) == []
+    # A large organisation's day: 3,000 new lines, the pair holds 1 % of its history, so a dozen unusual
+    # lines on it is what the volume brings: information, not a warning.
+    big_pairs: Counter[Pair] = Counter({("200", "OUTPUT2"): 99_000, ("877", "NONE"): 1_000})
+    odd12 = [(_doc(f"i{n}", contact=f"c{n % 10}"), Line("Invoices", f"i{n}", None, "877", "NONE")) for n in range(12)]
+    busy = [(_doc(f"u{n}", contact="c1"), Line("Invoices", f"u{n}", None, "200", "OUTPUT2")) for n in range(2988)]
+    step = Step(new_lines=odd12 + busy, contact_history=history, pair_history=big_pairs)
+    assert [f.severity for f in unusual_mappings(step, CONFIG)] == ["info"]
 
 
 def test_bursts_are_measured_against_the_organisations_own_baseline() -> None:
@@ -93,6 +100,10 @@ def test_bursts_are_measured_against_the_organisations_own_baseline() -> None:
     assert (finding.rule, finding.fingerprint, finding.severity) == ("burst", "voided", "critical")
     assert len(finding.evidence["record_ids"]) == 60
     assert bursts(Step(counts={"voided": 60}), baseline[:2], CONFIG) == []  # no baseline yet: absolute limit
+    # No baseline yet: over 500, or over 2 % of what the organisation holds, whichever is more.
+    assert [f.fingerprint for f in bursts(Step(counts={"added": 600}, records=2_000), [], CONFIG)] == ["added"]
+    assert bursts(Step(counts={"added": 4_905}, records=500_000), [], CONFIG) == []
+    assert [f.severity for f in bursts(Step(counts={"added": 12_000}, records=500_000), [], CONFIG)] == ["critical"]
 
 
 def _bill(record_id: str, contact: str, account: str, tax: str = "INPUT", amount: float = 100.0) -> tuple[Doc, Line]:
@@ -178,6 +189,10 @@ def test_poisson_tail() -> None:
     assert poisson_tail(3, 0.0) == 0.0
     assert abs(poisson_tail(1, 2.0) - (1 - 2.718281828459045**-2)) < 1e-12
     assert 1e-7 < poisson_tail(4, 0.08) < 1e-5
+    # A large organisation's volumes: far below the mean is certain, far above it vanishingly rare.
+    assert poisson_tail(83, 1116.6) == 1.0
+    assert 0.4 < poisson_tail(1117, 1116.6) < 0.6
+    assert poisson_tail(1500, 1116.6) < 1e-20
 
 
 def _contact(record_id: str) -> Doc:
