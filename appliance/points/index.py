@@ -44,6 +44,7 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -145,12 +146,21 @@ def index_path(cache_dir: Path, org_id: str, snapshot_id: str) -> Path:
 
 
 # -- the open index ------------------------------------------------------------------------------------------
+_OPEN_INDEXES: Counter[Path] = Counter()
+"""Indexes open in this process (path -> open connections): eviction passes them by, so detection, which holds
+the previous and the new point at once, never loses the first to the second's open."""
+_OPEN_LOCK = threading.Lock()
+
+
 class PointIndex:
     """A read-only connection to one point's index."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        with _OPEN_LOCK:
+            _OPEN_INDEXES[self.path] += 1
+        self._closed = False
         self.db = sqlite_utils.Database(connection)
         meta = {row["key"]: row["value"] for row in self.db.query("SELECT key, value FROM meta")}
         self.org_id = str(meta.get("org_id", ""))
@@ -166,6 +176,12 @@ class PointIndex:
         self.close()
 
     def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with _OPEN_LOCK:
+                _OPEN_INDEXES[self.path] -= 1
+                if _OPEN_INDEXES[self.path] <= 0:
+                    del _OPEN_INDEXES[self.path]
         self.db.conn.close()
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
@@ -506,8 +522,10 @@ def cached_indexes(cache_dir: Path) -> list[tuple[Path, int, float]]:
 
 
 def evict(cache_dir: Path, max_bytes: int, *, keep: Iterable[Path] = ()) -> list[Path]:
-    """Delete least recently opened indexes until the cache fits `max_bytes`; never those in `keep`."""
-    kept = {Path(p) for p in keep}
+    """Delete least recently opened indexes until the cache fits `max_bytes`; never those in `keep` nor those
+    open in this process."""
+    with _OPEN_LOCK:
+        kept = {Path(p) for p in keep} | set(_OPEN_INDEXES)
     entries = cached_indexes(cache_dir)
     total = sum(size for _, size, _ in entries)
     removed = []

@@ -296,6 +296,21 @@ def test_the_cache_is_private_reused_and_evicted_least_recent_first(world: World
     assert [p for p, _, _ in cached_indexes(cache)] == [newest]
 
 
+def test_an_index_open_in_this_process_is_never_evicted(world: World, tmp_path: Path) -> None:
+    """Detection holds the previous and the new point at once; with a cache bound below two indexes, opening
+    the second must not delete the first from under it."""
+    repository = world.appliance.repository(world.org_id)
+    cache = tmp_path / "cache"
+    with (
+        open_point(repository, world.org_id, world.full.snapshot_id, cache, max_bytes=1) as first,
+        open_point(repository, world.org_id, world.incremental.snapshot_id, cache, max_bytes=1),
+    ):
+        assert first.path.exists()
+        assert len(cached_indexes(cache)) == 2
+    evict(cache, 1)
+    assert cached_indexes(cache) == [], "once closed they are evicted like any other"
+
+
 def test_the_cache_bound_comes_from_settings(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     assert PointsService(world.appliance).cache_max_bytes == world.appliance.settings.points_cache_max_bytes
     monkeypatch.setattr(world.appliance.settings, "points_cache_max_bytes", 1)
