@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -213,6 +214,14 @@ class Repository:
                 if keys.is_lite(document):
                     return entry.name, True  # a wrong hint costs nothing: restic then tries every key
                 found.append((entry, document))
+        try:
+            owner = directory.stat().st_uid
+        except OSError:
+            return None, True
+        if owner != os.geteuid():
+            # Another user's repository (root running the CLI on the service's data): a key file we wrote
+            # would be ours alone, unreadable to the owner, and restic stops at a key it cannot read.
+            return None, True
         for entry, document in found:
             try:
                 master = keys.open_key(document, self._endpoint.password)

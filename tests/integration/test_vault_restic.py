@@ -190,6 +190,18 @@ def test_a_local_repository_gets_strongroom_s_cheap_key_which_restic_accepts(
     assert len(_key_files(tmp_path / "repo")) == 2  # found as ours (by its marker), not added a second time
 
 
+def test_no_key_is_added_to_another_user_s_repository(tmp_path: Path, runner: Runner) -> None:
+    """root running the CLI on the service user's data must not leave a root-only key file behind: restic, as
+    the owner, stops at a key file it cannot read."""
+    repository = make_repository(tmp_path, runner)
+    repository.init()
+    keys_dir = tmp_path / "repo" / "keys"
+    [restics] = list(keys_dir.iterdir())
+    os.chown(keys_dir, os.geteuid() + 4242, -1)  # as if the service user owned it
+    assert make_repository(tmp_path, runner).snapshots() == []
+    assert list(keys_dir.iterdir()) == [restics]
+
+
 def test_second_backup_deduplicates_and_finds_its_parent(tmp_path: Path, repo: Repository) -> None:
     source = write_source(tmp_path / "org-1" / "current")
     first = repo.backup(source, host="org-1", tags=["org:1", "run:1"])
