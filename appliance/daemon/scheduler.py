@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
 
@@ -318,3 +318,29 @@ def progress(orgs: Iterable[OrgState], *, now: float, tz: tzinfo, window: Window
         running += org.running
         failing += org.failures > 0
     return FleetProgress(total, backed, running, failing, consent)
+
+
+# -- refresh tokens -------------------------------------------------------------------------------------------
+REFRESH_TOKEN_LIFETIME_DAYS = 60
+"""Xero: "Unused refresh tokens expire after 60 days" (OAUTH-FAQ; shared/research/xero-api.md §5.1 and §8.1)."""
+
+
+@dataclass(frozen=True)
+class AgeingToken:
+    """A grant whose refresh token nears (or passed) Xero's expiry for unused tokens."""
+
+    grant_id: str
+    saved_at: float
+    expires_at: float
+
+
+def ageing_refresh_tokens(saved: Mapping[str, float], *, now: float, warn_days: float) -> list[AgeingToken]:
+    """The grants (grant_id -> when their tokens were last saved) whose refresh token is older than `warn_days`,
+    oldest first; one saved exactly `warn_days` ago is not yet due. Each token is renewed by every refresh, so
+    its age is the time since it was saved."""
+    due = [
+        AgeingToken(grant_id, saved_at, saved_at + REFRESH_TOKEN_LIFETIME_DAYS * DAY)
+        for grant_id, saved_at in saved.items()
+        if now - saved_at > warn_days * DAY
+    ]
+    return sorted(due, key=lambda token: (token.saved_at, token.grant_id))

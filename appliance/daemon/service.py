@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -46,29 +46,6 @@ log = logging.getLogger(__name__)
 
 MAINTENANCE_PER_TICK = 10
 """Retention and check jobs queued per tick at most, so a fleet's weekly maintenance spreads out."""
-REFRESH_TOKEN_LIFETIME_DAYS = 60
-"""Xero: "Unused refresh tokens expire after 60 days" (OAUTH-FAQ; shared/research/xero-api.md §5.1 and §8.1)."""
-
-
-@dataclass(frozen=True)
-class AgeingToken:
-    """A grant whose refresh token nears (or passed) Xero's expiry for unused tokens."""
-
-    grant_id: str
-    saved_at: float
-    expires_at: float
-
-
-def ageing_refresh_tokens(saved: Mapping[str, float], *, now: float, warn_days: float) -> list[AgeingToken]:
-    """The grants (grant_id -> when their tokens were last saved) whose refresh token is older than `warn_days`,
-    oldest first; one saved exactly `warn_days` ago is not yet due. Each token is renewed by every refresh, so
-    its age is the time since it was saved."""
-    due = [
-        AgeingToken(grant_id, saved_at, saved_at + REFRESH_TOKEN_LIFETIME_DAYS * scheduler.DAY)
-        for grant_id, saved_at in saved.items()
-        if now - saved_at > warn_days * scheduler.DAY
-    ]
-    return sorted(due, key=lambda token: (token.saved_at, token.grant_id))
 
 
 @dataclass
@@ -359,7 +336,9 @@ class Daemon:
         for org in facts.orgs:
             if org.active and org.last_good_at is not None and now - org.last_good_at > threshold:
                 alerter.send(alerts.stale(org.org_id, facts.names[org.org_id], (now - org.last_good_at) / 3600))
-        for token in ageing_refresh_tokens(state.grants.tokens_saved(), now=now, warn_days=settings.refresh_warn_days):
+        for token in scheduler.ageing_refresh_tokens(
+            state.grants.tokens_saved(), now=now, warn_days=settings.refresh_warn_days
+        ):
             names = [org.name for org in state.orgs.list(status=OrgStatus.ACTIVE, grant_id=token.grant_id)]
             if names:
                 alerter.send(alerts.refresh_token_ageing(token.grant_id, names, token.saved_at, token.expires_at))

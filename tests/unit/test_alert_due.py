@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from appliance.daemon.service import REFRESH_TOKEN_LIFETIME_DAYS, AgeingToken, ageing_refresh_tokens
+from appliance.daemon.scheduler import REFRESH_TOKEN_LIFETIME_DAYS, AgeingToken, ageing_refresh_tokens
 
 DAY = 86_400.0
 NOW = 1_790_000_000.0
