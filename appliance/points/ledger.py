@@ -15,8 +15,10 @@ accounting model as the sandbox implements it (`sandbox/ledger.py`, which cites 
 - `CurrencyRate` is units of the document currency per unit of base currency, so base = amount / rate,
   rounded to the cent line by line; the control line takes the document total converted once and the first
   line absorbs the cents the two roundings differ by;
-- voided (and deleted approved) documents keep their original postings and are reversed on the day of their
-  last update (Xero posts a reversing journal dated the void date); drafts post nothing;
+- voided (and deleted approved) documents keep their original postings and are reversed on the same day:
+  Xero takes a voided or deleted document out of the reports of its own period, which is why it refuses a
+  void in a locked period (https://central.xero.com/s/article/Void-an-invoice; the sandbox does the same,
+  `sandbox.ledger.Ledger.reverse`); drafts post nothing;
 - reports: P&L accounts (class REVENUE and EXPENSE) restart each financial year, earlier years roll into the
   Retained Earnings system account (https://central.xero.com/s/article/Retained-earnings-and-current-year-earnings).
 
@@ -294,7 +296,7 @@ def _post_invoice(poster: _Poster, endpoint: str, doc: Mapping[str, Any], record
         return
     poster.emit(endpoint, record_id, _day_of(doc.get("Date")), lines)
     if status == "VOIDED":
-        poster.reverse(endpoint, record_id, _day_of(doc.get("UpdatedDateUTC")), lines)
+        poster.reverse(endpoint, record_id, _day_of(doc.get("Date")), lines)
     elif status == "PAID" and rate and rate != 1:
         _post_settlement_rounding(poster, endpoint, doc, record_id, control, kind, rate)
 
@@ -352,7 +354,7 @@ def _post_payment(poster: _Poster, doc: Mapping[str, Any], rates: Mapping[str, A
         lines.append((gain, -difference))
     poster.emit("Payments", record_id, _day_of(doc.get("Date")), lines)
     if status == "DELETED":
-        poster.reverse("Payments", record_id, _day_of(doc.get("UpdatedDateUTC")), lines)
+        poster.reverse("Payments", record_id, _day_of(doc.get("Date")), lines)
 
 
 def _post_bank_transaction(poster: _Poster, doc: Mapping[str, Any]) -> None:
@@ -373,7 +375,7 @@ def _post_bank_transaction(poster: _Poster, doc: Mapping[str, Any]) -> None:
         return
     poster.emit("BankTransactions", record_id, _day_of(doc.get("Date")), lines)
     if status in ("DELETED", "VOIDED"):
-        poster.reverse("BankTransactions", record_id, _day_of(doc.get("UpdatedDateUTC")), lines)
+        poster.reverse("BankTransactions", record_id, _day_of(doc.get("Date")), lines)
 
 
 def _post_prepayment_allocation(poster: _Poster, doc: Mapping[str, Any]) -> None:
@@ -428,7 +430,7 @@ def _post_manual_journal(poster: _Poster, doc: Mapping[str, Any]) -> None:
         lines.append((account.account_id, to_cents(line.get("LineAmount"))))
     poster.emit("ManualJournals", record_id, _day_of(doc.get("Date")), lines)
     if status == "VOIDED":
-        poster.reverse("ManualJournals", record_id, _day_of(doc.get("UpdatedDateUTC")), lines)
+        poster.reverse("ManualJournals", record_id, _day_of(doc.get("Date")), lines)
 
 
 # -- balances and reports ------------------------------------------------------------------------------------
