@@ -205,15 +205,15 @@ def diff_points(
         chart = after.chart()
         old_chart = before.chart()
         labels = {a.account_id: a.label for a in [*old_chart.accounts, *chart.accounts]}
-        old_tb = ledger.trial_balance(old_chart, before.postings().lines, day, fy_end)
-        new_tb = ledger.trial_balance(chart, after.postings().lines, day, fy_end)
+        old_tb = ledger.trial_balance(old_chart, before.ledger_totals().lines, day, fy_end)
+        new_tb = ledger.trial_balance(chart, after.ledger_totals().lines, day, fy_end)
         result.as_at = day.isoformat()
         result.trial_balance = ledger.compare(new_tb.balances, old_tb.balances, labels)
         start = ledger.financial_year_start(day, *fy_end)
         result.period = (start.isoformat(), day.isoformat())
         result.profit_and_loss = ledger.compare(
-            ledger.profit_and_loss(chart, after.postings().lines, start, day),
-            ledger.profit_and_loss(old_chart, before.postings().lines, start, day),
+            ledger.profit_and_loss(chart, after.ledger_totals().lines, start, day),
+            ledger.profit_and_loss(old_chart, before.ledger_totals().lines, start, day),
             labels,
         )
     return result

@@ -24,7 +24,11 @@ Schema (`sqlite-utils` conventions, one table per endpoint named like the endpoi
 - full-text search: `contacts_fts` and `documents_fts` (FTS5: number, reference, contact, line descriptions).
 
 What the documents post (`appliance.points.ledger`) is computed when first asked (`PointIndex.postings`), not
-at open time: it parses every money document, about a second for a medium organisation.
+at open time: it parses every money document (2 s for a medium organisation, 25 s for a large one). It is then
+kept beside the index, in `<snapshot_id>.postings` (tables `postings`, `totals`: the postings summed per
+account and day, which is all the reports read, and `meta`), written whole to a temporary file and renamed
+into place, so the next process reads a few thousand totals instead of parsing every document. The file
+names the index build and the ledger rules it was computed for; either changing makes it stale.
 
 It must not decide anything about what a person sees (`appliance.points.queries` does), and it talks to restic
 only through `Repository`.
@@ -145,6 +149,16 @@ def index_path(cache_dir: Path, org_id: str, snapshot_id: str) -> Path:
     return Path(cache_dir) / "points" / org_id / f"{snapshot_id}.db"
 
 
+def postings_path(index: Path) -> Path:
+    """Where the postings computed from the index at `index` are kept."""
+    return Path(index).with_suffix(POSTINGS_SUFFIX)
+
+
+POSTINGS_SUFFIX = ".postings"
+POSTINGS_FORMAT = 1
+"""The layout of the postings file (`_write_postings`); kept files of another layout are computed again."""
+
+
 # -- the open index ------------------------------------------------------------------------------------------
 _OPEN_INDEXES: Counter[Path] = Counter()
 """Indexes open in this process (path -> open connections): eviction passes them by, so detection, which holds
@@ -168,6 +182,7 @@ class PointIndex:
         self.version = int(meta.get("index_version", 0))
         self.meta = meta
         self._postings: ledger.Postings | None = None
+        self._totals: ledger.Postings | None = None
 
     def __enter__(self) -> PointIndex:
         return self
@@ -227,12 +242,99 @@ class PointIndex:
         return ledger.Chart.from_records(self.records("Accounts"))
 
     def postings(self) -> ledger.Postings:
-        """What the point's documents post (computed on first use, then kept: building it at open time would
-        cost a cold open of a medium organisation about a second)."""
+        """What the point's documents post: computed on first use (building it at open time would add 2 s to a
+        medium organisation's cold open), then kept in memory and beside the index for the next process."""
+        if self._postings is None:
+            self._postings = _read_postings(postings_path(self.path), self._postings_key(), "postings")
         if self._postings is None:
             documents = {endpoint: list(self.records(endpoint)) for endpoint in LEDGER_ENDPOINTS}
             self._postings = ledger.postings(self.chart(), documents)
+            self._totals = ledger.daily_totals(self._postings)
+            _write_postings(postings_path(self.path), self._postings_key(), self._postings, self._totals)
         return self._postings
+
+    def ledger_totals(self) -> ledger.Postings:
+        """The postings summed per account and day (`ledger.daily_totals`): what every report reads, and read
+        back from beside the index without the postings themselves."""
+        if self._totals is None:
+            self._totals = _read_postings(postings_path(self.path), self._postings_key(), "totals")
+        if self._totals is None:
+            self._totals = ledger.daily_totals(self.postings())
+        return self._totals
+
+    def postings_of(self, endpoint: str, record_id: str) -> list[ledger.Posting]:
+        """What one record posts."""
+        if self._postings is None:
+            kept = _read_postings(
+                postings_path(self.path),
+                self._postings_key(),
+                "postings",
+                where=("endpoint = ? AND record_id = ?", (endpoint, record_id)),
+            )
+            if kept is not None:
+                return kept.lines
+        return [p for p in self.postings().lines if p.endpoint == endpoint and p.record_id == record_id]
+
+    def _postings_key(self) -> str:
+        """What kept postings must have been computed from: this build of this point, these ledger rules."""
+        return f"{self.snapshot_id}:{self.meta.get('built_at', '')}:{ledger.RULES_VERSION}:{POSTINGS_FORMAT}"
+
+
+def _read_postings(
+    path: Path, key: str, table: str, *, where: tuple[str, Sequence[Any]] = ("1", ())
+) -> ledger.Postings | None:
+    """The postings (or totals) kept at `path`, or None when there are none for `key` (absent, stale or
+    unreadable)."""
+    if not path.exists():
+        return None
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
+            if meta.get("key") != key:
+                return None
+            condition, params = where
+            rows = connection.execute(
+                f"SELECT account_id, day, cents, endpoint, record_id FROM [{table}] WHERE {condition}", params
+            )
+            lines = list(map(ledger.Posting._make, rows))
+        finally:
+            connection.close()
+        return ledger.Postings(lines, list(orjson.loads(meta.get("warnings") or "[]")))
+    except (sqlite3.Error, orjson.JSONDecodeError) as error:
+        log.info("kept postings at %s unreadable, computing them again: %s", path, error)
+        return None
+
+
+def _write_postings(path: Path, key: str, postings: ledger.Postings, totals: ledger.Postings) -> None:
+    """Keep `postings` at `path` (whole or not at all). Best effort: the cache may be read-only or full, and
+    then the next process computes them again."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        connection = sqlite3.connect(temporary)
+        try:
+            connection.execute("PRAGMA journal_mode = OFF")  # a temporary file, renamed into place when complete
+            connection.execute("PRAGMA synchronous = OFF")
+            with connection:
+                connection.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+                for table, kept in (("postings", postings), ("totals", totals)):
+                    connection.execute(
+                        f"CREATE TABLE {table}"
+                        " (account_id TEXT, day TEXT, cents INTEGER, endpoint TEXT, record_id TEXT)"
+                    )
+                    connection.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?)", kept.lines)
+                connection.executemany(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    [("key", key), ("warnings", orjson.dumps(postings.warnings).decode())],
+                )
+        finally:
+            connection.close()
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except (sqlite3.Error, OSError) as error:
+        log.warning("could not keep the postings of %s (computed again next time): %s", path.stem, error)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 # -- opening -------------------------------------------------------------------------------------------------
@@ -405,7 +507,7 @@ def derive_index(
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.unlink(missing_ok=True)
     try:
-        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".derive-") as scratch:
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".derive-{os.getpid()}-") as scratch:
             if changed:
                 repository.restore(snapshot_id, Path(scratch), include=["/" + relative for relative in changed])
             contents = []
@@ -517,13 +619,55 @@ def cached_indexes(cache_dir: Path) -> list[tuple[Path, int, float]]:
     for path in root.glob("*/*.db") if root.is_dir() else ():
         with contextlib.suppress(FileNotFoundError):
             stat = path.stat()
-            found.append((path, stat.st_size, stat.st_mtime))
+            kept = postings_path(path)
+            extra = kept.stat().st_size if kept.exists() else 0
+            found.append((path, stat.st_size + extra, stat.st_mtime))
     return sorted(found, key=lambda item: item[2])
+
+
+_LEFTOVER = re.compile(r"^\.(?:[^.]+\.(?:db|postings)\.(\d+)(?:\.\d+)?\.tmp|derive-(\d+)-.*)$")
+"""What a build, a derivation or a postings write names its scratch files: the writing process's id in them."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_leftovers(cache_dir: Path) -> list[Path]:
+    """Remove what killed processes left in the cache (temporary indexes and postings, derivation scratch
+    directories; none of them counted against the cache's bound) and postings whose index is gone."""
+    root = Path(cache_dir) / "points"
+    if not root.is_dir():
+        return []
+    removed = []
+    for entry in root.glob("*/.*"):
+        match = _LEFTOVER.match(entry.name)
+        if match is None or _alive(int(match.group(1) or match.group(2))):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    for kept in root.glob(f"*/*{POSTINGS_SUFFIX}"):
+        if not kept.with_suffix(".db").exists():
+            kept.unlink(missing_ok=True)
+            removed.append(kept)
+    if removed:
+        log.info("removed %d leftover file(s) of interrupted builds from the points cache", len(removed))
+    return removed
 
 
 def evict(cache_dir: Path, max_bytes: int, *, keep: Iterable[Path] = ()) -> list[Path]:
     """Delete least recently opened indexes until the cache fits `max_bytes`; never those in `keep` nor those
-    open in this process."""
+    open in this process. Sweeps the leftovers of killed builds first."""
+    sweep_leftovers(cache_dir)
     with _OPEN_LOCK:
         kept = {Path(p) for p in keep} | set(_OPEN_INDEXES)
     entries = cached_indexes(cache_dir)
@@ -538,8 +682,9 @@ def evict(cache_dir: Path, max_bytes: int, *, keep: Iterable[Path] = ()) -> list
             path.unlink()
             removed.append(path)
             total -= size
-        with contextlib.suppress(FileNotFoundError):
-            path.with_suffix(".lock").unlink()
+        for companion in (postings_path(path), path.with_suffix(".lock")):
+            with contextlib.suppress(FileNotFoundError):
+                companion.unlink()
     if removed:
         log.info("evicted %d cached point index(es) to stay under %d bytes", len(removed), max_bytes)
     return removed

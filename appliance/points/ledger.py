@@ -32,7 +32,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 Cents = int
 _XERO_DATE_RE = re.compile(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$")
@@ -153,9 +153,14 @@ class Chart:
 
 
 # -- postings ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Posting:
-    """One line of a journal the documents imply: base-currency cents, debit positive."""
+RULES_VERSION = 2
+"""Changes whenever a rule below changes what a document posts, so that postings kept beside a cached index
+(`appliance.points.index`) are computed again. 2: a void is reversed in its own period."""
+
+
+class Posting(NamedTuple):
+    """One line of a journal the documents imply: base-currency cents, debit positive. A named tuple, not a
+    dataclass: a large organisation has millions, and they are read back from the points cache by the row."""
 
     account_id: str
     day: str
@@ -431,6 +436,17 @@ def _post_manual_journal(poster: _Poster, doc: Mapping[str, Any]) -> None:
     poster.emit("ManualJournals", record_id, _day_of(doc.get("Date")), lines)
     if status == "VOIDED":
         poster.reverse("ManualJournals", record_id, _day_of(doc.get("Date")), lines)
+
+
+def daily_totals(postings: Postings) -> Postings:
+    """The postings summed per account and day (endpoint and record id empty), with the same warnings: every
+    balance over whole days (`balances`, and so every report) is the same from either, and a medium
+    organisation's 141,000 postings are 12,000 totals."""
+    totals: dict[tuple[str, str], Cents] = defaultdict(int)
+    for line in postings.lines:
+        totals[line.day, line.account_id] += line.cents
+    lines = [Posting(account_id, day, cents, "", "") for (day, account_id), cents in sorted(totals.items()) if cents]
+    return Postings(lines, list(postings.warnings))
 
 
 # -- balances and reports ------------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def report_day(index: PointIndex) -> date:
         day = ledger.report_date(index.document(f"reports/{name}"))
         if day is not None:
             return day
-    days = [posting.day for posting in index.postings().lines]
+    days = [posting.day for posting in index.ledger_totals().lines]
     return date.fromisoformat(max(days)) if days else date.today()
 
 
@@ -160,7 +160,7 @@ def summary(index: PointIndex) -> Table:
 
 def accounts(index: PointIndex) -> Table:
     chart = index.chart()
-    closing = ledger.trial_balance(chart, index.postings().lines, report_day(index), financial_year_end(index))
+    closing = ledger.trial_balance(chart, index.ledger_totals().lines, report_day(index), financial_year_end(index))
     rows = [
         [
             a.code,
@@ -220,7 +220,7 @@ def trial_balance(index: PointIndex, as_at: date | None = None) -> Table:
     reported_body = index.document("reports/TrialBalance")
     reported_day = ledger.report_date(reported_body)
     day = as_at or report_day(index)
-    postings = index.postings()
+    postings = index.ledger_totals()
     closing = ledger.trial_balance(chart, postings.lines, day, financial_year_end(index))
     theirs = ledger.report_accounts(reported_body, chart, "TrialBalance") if reported_day == day else None
     notes = [f"as at {day} (financial year from {closing.year_start}); debit positive"]
@@ -234,7 +234,7 @@ def profit_and_loss(index: PointIndex, date_from: date | None = None, date_to: d
     reported_from, reported_to = ledger.report_date(body, "fromDate"), ledger.report_date(body, "toDate")
     day_to = date_to or reported_to or report_day(index)
     day_from = date_from or reported_from or ledger.financial_year_start(day_to, *financial_year_end(index))
-    ours = ledger.profit_and_loss(chart, index.postings().lines, day_from, day_to)
+    ours = ledger.profit_and_loss(chart, index.ledger_totals().lines, day_from, day_to)
     same = (day_from, day_to) == (reported_from, reported_to)
     theirs = ledger.report_accounts(body, chart, "ProfitAndLoss") if same else None
     notes = [f"{day_from} to {day_to}; debit positive (income negative); net profit {money(ledger.profit_of(ours))}"]
@@ -245,7 +245,7 @@ def balance_sheet(index: PointIndex, as_at: date | None = None) -> Table:
     chart = index.chart()
     body = index.document("reports/BalanceSheet")
     day = as_at or report_day(index)
-    closing = ledger.trial_balance(chart, index.postings().lines, day, financial_year_end(index))
+    closing = ledger.trial_balance(chart, index.ledger_totals().lines, day, financial_year_end(index))
     ours = ledger.balance_sheet(chart, closing)
     current = ours.pop(ledger.CURRENT_YEAR_EARNINGS, 0)
     theirs = ledger.report_accounts(body, chart, "BalanceSheet") if ledger.report_date(body) == day else None
@@ -447,7 +447,7 @@ def record(index: PointIndex, record_id: str, endpoint: str | None = None) -> di
         " WHERE endpoint = ? AND record_id = ? ORDER BY FileName",
         [endpoint, full_id],
     )
-    postings = [p for p in index.postings().lines if p.endpoint == endpoint and p.record_id == full_id]
+    postings = index.postings_of(endpoint, full_id)
     chart = index.chart()
     return {
         "endpoint": endpoint,

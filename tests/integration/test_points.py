@@ -26,7 +26,7 @@ import pytest
 from appliance.detect.rules import DetectConfig
 from appliance.errors import ResticFailed
 from appliance.points import export as export_module
-from appliance.points import queries
+from appliance.points import ledger, queries
 from appliance.points.diff import diff_points
 from appliance.points.index import (
     PointIndex,
@@ -37,6 +37,8 @@ from appliance.points.index import (
     evict,
     index_path,
     open_point,
+    postings_path,
+    sweep_leftovers,
 )
 from appliance.points.usecases import PointsService
 from appliance.service import Appliance
@@ -309,6 +311,87 @@ def test_an_index_open_in_this_process_is_never_evicted(world: World, tmp_path: 
         assert len(cached_indexes(cache)) == 2
     evict(cache, 1)
     assert cached_indexes(cache) == [], "once closed they are evicted like any other"
+
+
+def test_postings_are_kept_beside_the_index_for_the_next_process(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repository = world.appliance.repository(world.org_id)
+    cache = tmp_path / "cache"
+    with open_point(repository, world.org_id, world.full.snapshot_id, cache) as index:
+        computed = index.postings()
+    kept = postings_path(index.path)
+    assert kept.is_file()
+    assert os.stat(kept).st_mode & 0o777 == 0o600
+    assert not [p for p in kept.parent.iterdir() if p.name.endswith(".tmp")]
+    assert len(computed.lines) > 1000
+
+    def not_again(*args: object) -> ledger.Postings:
+        raise AssertionError("the kept postings should have been read, not computed again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ledger, "postings", not_again)
+        with PointIndex(index.path) as again:  # as a second process would: the reports read the daily totals
+            before = queries.trial_balance(again).records()
+            assert again._postings is None, "the reports need only the totals"
+            some = computed.lines[len(computed.lines) // 2]
+            mine = again.postings_of(some.endpoint, some.record_id)
+            assert some in mine
+            assert mine == [p for p in computed.lines if (p.endpoint, p.record_id) == (some.endpoint, some.record_id)]
+            assert again.postings() == computed
+            assert again.ledger_totals() == ledger.daily_totals(computed)
+    with PointIndex(index.path) as again:
+        assert queries.trial_balance(again).records() == before
+
+    # Other ledger rules: the kept postings are stale, computed again and kept anew.
+    monkeypatch.setattr(ledger, "RULES_VERSION", ledger.RULES_VERSION + 1)
+    calls = []
+    compute = ledger.postings
+    monkeypatch.setattr(ledger, "postings", lambda *a: calls.append(1) or compute(*a))
+    with PointIndex(index.path) as again:
+        assert again.postings() == computed
+    assert calls == [1]
+    with PointIndex(index.path) as again:
+        again.postings()
+    assert calls == [1], "kept again under the new rules"
+
+    # An unreadable file is computed again, not an error.
+    kept.write_bytes(b"not sqlite")
+    with PointIndex(index.path) as again:
+        assert again.postings() == computed
+
+    # Eviction takes the postings with their index.
+    assert evict(cache, 1) == [index.path]
+    assert not kept.exists()
+
+
+def test_the_leftovers_of_killed_builds_are_swept(world: World, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    repository = world.appliance.repository(world.org_id)
+    with open_point(repository, world.org_id, world.full.snapshot_id, cache) as index:
+        index.postings()
+    folder = index.path.parent
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)  # a process id that is surely gone
+    leftovers = [
+        folder / f".{index.path.name}.{dead}.tmp",
+        folder / f".{postings_path(index.path).name}.{dead}.140000.tmp",
+        folder / f".derive-{dead}-abcd",
+    ]
+    for leftover in leftovers[:2]:
+        leftover.write_bytes(b"x" * 100)
+    leftovers[2].mkdir()
+    (leftovers[2] / "records").mkdir()
+    live = folder / f".{index.path.name}.{os.getpid()}.tmp"
+    live.write_bytes(b"a build of this process, still running")
+    orphan = postings_path(folder / "0123abcd.db")
+    orphan.write_bytes(b"x")
+    assert sorted(sweep_leftovers(cache)) == sorted([*leftovers, orphan])
+    assert live.exists()
+    assert index.path.exists()
+    assert postings_path(index.path).exists()
 
 
 def test_the_cache_bound_comes_from_settings(world: World, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -191,3 +191,28 @@ def test_aged_counts_only_payments_and_credits_dated_by_the_day() -> None:
     lines = ledger.aged([invoice, _invoice("i8", day="2026-05-01")], date(2026, 3, 31), "ACCREC")
     assert [(line.invoice_id, line.due) for line in lines] == [("i7", 9_000)]
     assert ledger.aged_by_contact(lines) == {"c-1": 9_000}
+
+
+def test_daily_totals_give_every_balance_the_postings_give() -> None:
+    documents = {
+        "Invoices": [
+            _invoice("a", day="2026-03-02"),
+            _invoice("b", day="2026-03-02"),
+            _invoice("c", day="2026-03-09", kind="ACCPAY"),
+            _invoice("d", day="2026-03-02", status="VOIDED", UpdatedDateUTC=_xero_date("2026-03-10")),
+            _invoice("e", day="2026-04-01"),
+        ]
+    }
+    postings = ledger.postings(_chart(), documents)
+    postings.warnings.append("kept")
+    totals = ledger.daily_totals(postings)
+    assert len(totals.lines) < len(postings.lines)
+    assert totals.warnings == postings.warnings
+    assert {line.endpoint for line in totals.lines} == {""}
+    assert len({(line.account_id, line.day) for line in totals.lines}) == len(totals.lines)
+    days = [None, "2026-03-01", "2026-03-02", "2026-03-05", "2026-03-09", "2026-04-01", "2026-05-01"]
+    for from_day in days:
+        for to_day in days:
+            assert ledger.balances(totals.lines, from_day=from_day, to_day=to_day) == ledger.balances(
+                postings.lines, from_day=from_day, to_day=to_day
+            )
