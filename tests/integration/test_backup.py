@@ -35,6 +35,10 @@ from sandbox.demo import connect_through_browserless_consent, demo_settings
 from sandbox.testing import SandboxServer
 
 # A fixed business clock makes the generated data, and so the hashes, independent of the day the test runs.
+# The appliance, though, asks for its reports as of the real today (`BackupEngine.clock`), so the P&L it keeps
+# covers the year to the real today. The generated history is the year to the anchor (2026-09-21): as the
+# calendar moves on, less of it falls in that window (test_points' P&L comparison needs 5 accounts in it:
+# good until about mid 2027). A window start between an invoice and its void found the void rule (2026-12-07).
 ANCHOR_MS = 1_790_000_000_000
 # Tests are not about Xero's minute limit (test_xero_client and the sandbox tests are): a higher one keeps
 # the suite fast. The day limit, 429s and faults are exercised explicitly below.
