@@ -13,6 +13,7 @@ to `lock_wait_seconds`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import logging
@@ -114,6 +115,18 @@ def _json_document(text: str) -> Any:
     except ValueError as error:
         raise ResticFailed(f"restic printed invalid JSON: {error}") from error
     return document
+
+
+_KEY_DERIVATIONS = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="key-derivation")
+"""One thread derives keys (adding Strongroom's key: restic's own scrypt, 32 MiB at restic's calibration,
+then ours). glibc keeps each thread's freed scrypt memory in that thread's arena: with the derivations on the
+jobs' threads, 30 first backups in the fleet bench held 289 MiB at peak against 130 MiB without the key."""
+
+
+def _lite_key_for(document: dict[str, Any], password: str) -> bytes:
+    """Strongroom's key file for the repository whose restic key is `document` (KeyFileError if it does not
+    open with `password`)."""
+    return keys.seal_key(keys.open_key(document, password), password)
 
 
 class Repository:
@@ -224,10 +237,9 @@ class Repository:
             return None, True
         for entry, document in found:
             try:
-                master = keys.open_key(document, self._endpoint.password)
+                content = _KEY_DERIVATIONS.submit(_lite_key_for, document, self._endpoint.password).result()
             except keys.KeyFileError:
                 continue
-            content = keys.seal_key(master, self._endpoint.password)
             key_id = keys.key_id(content)
             try:
                 write_whole(directory / key_id, content, mode=entry.stat().st_mode & 0o777)  # 0400, as restic's
