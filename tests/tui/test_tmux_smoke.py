@@ -23,6 +23,10 @@ from tests.integration.test_backup import Installation
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (install.sh adds it)")
 SCREEN_WAIT = 30.0
 """Upper bound for the screen to show something (not a timing assertion)."""
+SIZED_BY_THE_TERMINAL = "env -u COLUMNS -u LINES"
+"""Prefix of every command run in tmux: a COLUMNS/LINES in the environment (pytest-xdist's workers have 80x24)
+overrides the terminal's own size in `shutil.get_terminal_size`, and the TUI then draws 80 columns in a wider
+window. The tmux server hands its own environment to new sessions, so the variables are dropped here."""
 
 
 def _command(config: Path) -> list[str]:
@@ -73,7 +77,7 @@ def tmux(installation: Installation, request: pytest.FixtureRequest) -> Iterator
     words = _command(installation.config_path)
     if getattr(request, "param", "tui") == "plain" and words[-1] == "tui":
         words = words[:-1]  # `strongroom` alone on a terminal opens the TUI
-    command = " ".join(words)
+    command = " ".join([SIZED_BY_THE_TERMINAL, *words])
     env = {**os.environ, "TERM": "xterm-256color"}
     subprocess.run(
         ["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "36", command],
@@ -132,7 +136,7 @@ def test_the_interactive_demo_opens_the_tui_on_the_damaged_organisation(tmp_path
     opens on the organisation whose damage was detected, its last clean point marked."""
     session = f"strongroom-demo-{uuid.uuid4().hex[:8]}"
     binary = Path(sys.executable).with_name("strongroom")
-    command = f"{binary} demo --orgs 1 --days 3 --data-dir {tmp_path / 'demo'}"
+    command = f"{SIZED_BY_THE_TERMINAL} {binary} demo --orgs 1 --days 3 --data-dir {tmp_path / 'demo'}"
     subprocess.run(
         ["tmux", "new-session", "-d", "-s", session, "-x", "140", "-y", "40", command],
         check=True,
