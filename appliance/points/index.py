@@ -309,7 +309,7 @@ def _read_postings(
 def _write_postings(path: Path, key: str, postings: ledger.Postings, totals: ledger.Postings) -> None:
     """Keep `postings` at `path` (whole or not at all). Best effort: the cache may be read-only or full, and
     then the next process computes them again."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    temporary = _scratch_file(path)
     try:
         connection = sqlite3.connect(temporary)
         try:
@@ -384,6 +384,7 @@ def open_point(
     _private_dir(path.parent)
     with _locked(path):
         if not (path.exists() and _valid(path)):
+            sweep_leftovers(path.parent)
             base = next(
                 (
                     candidate
@@ -504,10 +505,10 @@ def derive_index(
     if files and len(changed) > files * DERIVE_MAX_SHARE:
         log.info("point %s: %d of %d files changed, reading it whole", snapshot_id[:8], len(changed), files)
         return False
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = _scratch_file(path)
     temporary.unlink(missing_ok=True)
     try:
-        with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".derive-{os.getpid()}-") as scratch:
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=_scratch_dir_prefix()) as scratch:
             if changed:
                 repository.restore(snapshot_id, Path(scratch), include=["/" + relative for relative in changed])
             contents = []
@@ -612,6 +613,13 @@ def _apply_changes(
     connection.close()
 
 
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def cached_indexes(cache_dir: Path) -> list[tuple[Path, int, float]]:
     """(path, bytes, last opened) of every cached index, least recently opened first."""
     root = Path(cache_dir) / "points"
@@ -619,14 +627,24 @@ def cached_indexes(cache_dir: Path) -> list[tuple[Path, int, float]]:
     for path in root.glob("*/*.db") if root.is_dir() else ():
         with contextlib.suppress(FileNotFoundError):
             stat = path.stat()
-            kept = postings_path(path)
-            extra = kept.stat().st_size if kept.exists() else 0
-            found.append((path, stat.st_size + extra, stat.st_mtime))
+            found.append((path, stat.st_size + _file_size(postings_path(path)), stat.st_mtime))
     return sorted(found, key=lambda item: item[2])
 
 
-_LEFTOVER = re.compile(r"^\.(?:[^.]+\.(?:db|postings)\.(\d+)(?:\.\d+)?\.tmp|derive-(\d+)-.*)$")
-"""What a build, a derivation or a postings write names its scratch files: the writing process's id in them."""
+def _scratch_file(path: Path) -> Path:
+    """Where `path` is written before it is renamed into place: hidden, named by the writing process and
+    thread, so that two writers never share one and `sweep_leftovers` knows whose it was."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def _scratch_dir_prefix() -> str:
+    """Prefix of a derivation's scratch directory (`derive_index`), named by the process like a scratch file."""
+    return f".derive-{os.getpid()}-"
+
+
+_SCRATCH = re.compile(r"^\.(?:[^.]+\.(?:db|postings)\.(\d+)(?:\.\d+)?\.tmp|derive-(\d+)-.*)$")
+"""The names `_scratch_file` and `_scratch_dir_prefix` give (and, for a file, the thread-less name of earlier
+versions): group 1 or 2 is the writing process."""
 
 
 def _alive(pid: int) -> bool:
@@ -639,15 +657,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def sweep_leftovers(cache_dir: Path) -> list[Path]:
-    """Remove what killed processes left in the cache (temporary indexes and postings, derivation scratch
-    directories; none of them counted against the cache's bound) and postings whose index is gone."""
-    root = Path(cache_dir) / "points"
-    if not root.is_dir():
-        return []
+def sweep_leftovers(folder: Path) -> list[Path]:
+    """Remove from one organisation's folder of the cache what killed processes left (scratch indexes,
+    postings and derivation directories, none of them counted against the cache's bound) and postings whose
+    index is gone. `open_point` sweeps the folder of the organisation it builds for."""
     removed = []
-    for entry in root.glob("*/.*"):
-        match = _LEFTOVER.match(entry.name)
+    for entry in Path(folder).glob(".*"):
+        match = _SCRATCH.match(entry.name)
         if match is None or _alive(int(match.group(1) or match.group(2))):
             continue
         if entry.is_dir():
@@ -655,19 +671,18 @@ def sweep_leftovers(cache_dir: Path) -> list[Path]:
         else:
             entry.unlink(missing_ok=True)
         removed.append(entry)
-    for kept in root.glob(f"*/*{POSTINGS_SUFFIX}"):
+    for kept in Path(folder).glob(f"*{POSTINGS_SUFFIX}"):
         if not kept.with_suffix(".db").exists():
             kept.unlink(missing_ok=True)
             removed.append(kept)
     if removed:
-        log.info("removed %d leftover file(s) of interrupted builds from the points cache", len(removed))
+        log.info("removed %d leftover file(s) of interrupted builds from %s", len(removed), folder)
     return removed
 
 
 def evict(cache_dir: Path, max_bytes: int, *, keep: Iterable[Path] = ()) -> list[Path]:
     """Delete least recently opened indexes until the cache fits `max_bytes`; never those in `keep` nor those
-    open in this process. Sweeps the leftovers of killed builds first."""
-    sweep_leftovers(cache_dir)
+    open in this process."""
     with _OPEN_LOCK:
         kept = {Path(p) for p in keep} | set(_OPEN_INDEXES)
     entries = cached_indexes(cache_dir)
@@ -839,7 +854,7 @@ def build_index(
 ) -> None:
     """Build the index of a mirror's files into `target`, atomically (temporary file, then rename)."""
     target = Path(target)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary = _scratch_file(target)
     temporary.unlink(missing_ok=True)
     try:
         _build(files, temporary, org_id=org_id, snapshot_id=snapshot_id, progress=progress)
